@@ -1,0 +1,205 @@
+package model
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/modeld-dev/modeld/backend"
+)
+
+// KVCache is a paged key/value cache for every layer of a model (as in vLLM's PagedAttention):
+// NumBlocks blocks of BlockSize positions, each holding a key and a value of C floats per layer.
+// Which blocks belong to which sequence is the caller's business (the scheduler's block
+// tables); the cache is only memory.
+type KVCache struct {
+	NumBlocks, BlockSize int
+	layers               []backend.KVCache
+	m                    *Model
+}
+
+// KVCacheBytes is the memory of a cache of numBlocks blocks of blockSize positions:
+// 2 (key, value) * n_layer * numBlocks * blockSize * n_embd * 4 bytes.
+func (c Config) KVCacheBytes(numBlocks, blockSize int) int64 {
+	return 2 * int64(c.NLayer) * int64(numBlocks) * int64(blockSize) * int64(c.NEmbd) * 4
+}
+
+// NewKVCache allocates a cache of numBlocks blocks of blockSize positions.
+func (m *Model) NewKVCache(numBlocks, blockSize int) (*KVCache, error) {
+	if numBlocks <= 0 || blockSize <= 0 {
+		return nil, fmt.Errorf("model: KV cache of %d blocks of %d positions", numBlocks, blockSize)
+	}
+	kv := &KVCache{NumBlocks: numBlocks, BlockSize: blockSize, m: m}
+	n := numBlocks * blockSize * m.Config.NEmbd
+	for range m.Config.NLayer {
+		k, err := m.Backend.Alloc(backend.F32, n)
+		if err != nil {
+			kv.Close()
+			return nil, fmt.Errorf("model: KV cache: %w", err)
+		}
+		v, err := m.Backend.Alloc(backend.F32, n)
+		if err != nil {
+			m.Backend.Free(k)
+			kv.Close()
+			return nil, fmt.Errorf("model: KV cache: %w", err)
+		}
+		kv.layers = append(kv.layers, backend.KVCache{K: k, V: v, BlockSize: blockSize})
+	}
+	return kv, nil
+}
+
+// Close frees the cache.
+func (kv *KVCache) Close() {
+	for _, l := range kv.layers {
+		kv.m.Backend.Free(l.K)
+		kv.m.Backend.Free(l.V)
+	}
+	kv.layers = nil
+}
+
+// Seq is one sequence of a cached forward step: a prompt prefill (many tokens) or a decode step
+// (one token), at positions [Pos, Pos+len(Tokens)).
+type Seq struct {
+	// Tokens are the new token ids, at least one.
+	Tokens []int32
+	// Pos is the number of tokens of the sequence already in the cache.
+	Pos int
+	// Blocks is the block table: position p lives in block Blocks[p/BlockSize]. It must cover
+	// Pos+len(Tokens) positions.
+	Blocks []int32
+	// AllLogits asks for the logits after every new token (for prompt logprobs); otherwise only
+	// after the last.
+	AllLogits bool
+}
+
+// Inference runs cached forward steps of up to MaxTokens new tokens in all. It owns the
+// activations of one step, so one Inference serves one scheduler loop.
+type Inference struct {
+	MaxTokens int
+
+	m                    *Model
+	tokens, positions    backend.Buffer // (maxN) int32
+	x, ln, atty, scratch backend.Buffer // (maxN, C)
+	mean, rstd           backend.Buffer // (maxN)
+	qkv                  backend.Buffer // (maxN, 3C)
+	fch                  backend.Buffer // (maxN, 4C)
+	last, lnf            backend.Buffer // (maxN, C) rows that produce logits
+	logits               backend.Buffer // (maxN, V)
+	hostLogits           []float32
+	hostTokens, hostPos  []int32
+	cseqs                []backend.CachedSeq
+	rows                 []int32
+	allocated            []backend.Buffer
+}
+
+// NewInference allocates the activations for steps of up to maxTokens new tokens.
+func (m *Model) NewInference(maxTokens int) (*Inference, error) {
+	if maxTokens <= 0 {
+		return nil, fmt.Errorf("model: inference for %d tokens", maxTokens)
+	}
+	inf := &Inference{MaxTokens: maxTokens, m: m}
+	N, C, V := maxTokens, m.Config.NEmbd, m.Config.VocabSize
+	var err error
+	alloc := func(dt backend.DType, n int) backend.Buffer {
+		if err != nil {
+			return nil
+		}
+		var buf backend.Buffer
+		buf, err = m.Backend.Alloc(dt, n)
+		if err == nil {
+			inf.allocated = append(inf.allocated, buf)
+		}
+		return buf
+	}
+	inf.tokens, inf.positions = alloc(backend.I32, N), alloc(backend.I32, N)
+	inf.x, inf.ln, inf.atty, inf.scratch = alloc(backend.F32, N*C), alloc(backend.F32, N*C), alloc(backend.F32, N*C), alloc(backend.F32, N*C)
+	inf.mean, inf.rstd = alloc(backend.F32, N), alloc(backend.F32, N)
+	inf.qkv, inf.fch = alloc(backend.F32, N*3*C), alloc(backend.F32, N*4*C)
+	inf.last, inf.lnf = alloc(backend.F32, N*C), alloc(backend.F32, N*C)
+	inf.logits = alloc(backend.F32, N*V)
+	if err != nil {
+		inf.Close()
+		return nil, fmt.Errorf("model: inference for %d tokens: %w", maxTokens, err)
+	}
+	return inf, nil
+}
+
+// Close frees the activations.
+func (inf *Inference) Close() {
+	for _, b := range inf.allocated {
+		inf.m.Backend.Free(b)
+	}
+	inf.allocated = nil
+}
+
+// Forward writes the new tokens of every sequence into the cache and returns the logits (R, V):
+// for each sequence in order, one row per new token if AllLogits, else one row for its last
+// token. The returned slice is reused by the next Forward. It fails for an empty step, more
+// than MaxTokens tokens, a token id outside [0, V), a position at or past n_positions, or a
+// block table that does not cover the positions.
+func (inf *Inference) Forward(ctx context.Context, kv *KVCache, seqs []Seq) ([]float32, error) {
+	m, c := inf.m, inf.m.Config
+	C, V, NH := c.NEmbd, c.VocabSize, c.NHead
+	inf.hostTokens, inf.hostPos = inf.hostTokens[:0], inf.hostPos[:0]
+	inf.cseqs, inf.rows = inf.cseqs[:0], inf.rows[:0]
+	for i, s := range seqs {
+		if len(s.Tokens) == 0 {
+			return nil, fmt.Errorf("model: sequence %d has no new tokens", i)
+		}
+		if s.Pos < 0 || s.Pos+len(s.Tokens) > c.NPositions {
+			return nil, fmt.Errorf("model: sequence %d spans positions [%d, %d), past n_positions = %d", i, s.Pos, s.Pos+len(s.Tokens), c.NPositions)
+		}
+		if need := (s.Pos + len(s.Tokens) + kv.BlockSize - 1) / kv.BlockSize; len(s.Blocks) < need {
+			return nil, fmt.Errorf("model: sequence %d has %d blocks, needs %d", i, len(s.Blocks), need)
+		}
+		row := len(inf.hostTokens)
+		for j, id := range s.Tokens {
+			if id < 0 || int(id) >= V {
+				return nil, fmt.Errorf("model: sequence %d: token %d is outside [0, %d)", i, id, V)
+			}
+			inf.hostTokens = append(inf.hostTokens, id)
+			inf.hostPos = append(inf.hostPos, int32(s.Pos+j))
+			if s.AllLogits || j == len(s.Tokens)-1 {
+				inf.rows = append(inf.rows, int32(row+j))
+			}
+		}
+		inf.cseqs = append(inf.cseqs, backend.CachedSeq{Row: row, Len: len(s.Tokens), Pos: s.Pos, Blocks: s.Blocks})
+	}
+	N, R := len(inf.hostTokens), len(inf.rows)
+	if N == 0 || N > inf.MaxTokens {
+		return nil, fmt.Errorf("model: step of %d tokens, want 1..%d", N, inf.MaxTokens)
+	}
+	b := m.Backend
+	tok, pos := inf.tokens.Slice(0, N), inf.positions.Slice(0, N)
+	x, ln, atty, scr := inf.x.Slice(0, N*C), inf.ln.Slice(0, N*C), inf.atty.Slice(0, N*C), inf.scratch.Slice(0, N*C)
+	mean, rstd := inf.mean.Slice(0, N), inf.rstd.Slice(0, N)
+	qkv, fch := inf.qkv.Slice(0, N*3*C), inf.fch.Slice(0, N*4*C)
+	b.UploadInt32(tok, inf.hostTokens)
+	b.UploadInt32(pos, inf.hostPos)
+	b.EncoderForward(x, tok, pos, m.wte, m.wpe, N, C)
+	for l := range c.NLayer {
+		w := &m.layers[l]
+		b.LayerNormForward(ln, mean, rstd, x, w[ln1W], w[ln1B], N, C)
+		b.MatmulForward(qkv, ln, w[qkvW], w[qkvB], N, C, 3*C)
+		b.CachedAttention(atty, qkv, kv.layers[l], inf.cseqs, C, NH)
+		b.MatmulForward(scr, atty, w[attnProjW], w[attnProjB], N, C, C)
+		b.ResidualForward(x, x, scr, N*C)
+		b.LayerNormForward(ln, mean, rstd, x, w[ln2W], w[ln2B], N, C)
+		b.MatmulForward(fch, ln, w[fcW], w[fcB], N, C, 4*C)
+		b.GELUForward(fch, fch, N*4*C)
+		b.MatmulForward(scr, fch, w[fcProjW], w[fcProjB], N, 4*C, C)
+		b.ResidualForward(x, x, scr, N*C)
+	}
+	last, lnf, logits := inf.last.Slice(0, R*C), inf.lnf.Slice(0, R*C), inf.logits.Slice(0, R*V)
+	b.Gather(last, x, inf.rows, C)
+	b.LayerNormForward(lnf, mean.Slice(0, R), rstd.Slice(0, R), last, m.lnfW, m.lnfB, R, C)
+	b.MatmulForward(logits, lnf, m.wte, nil, R, C, V)
+	if cap(inf.hostLogits) < R*V {
+		inf.hostLogits = make([]float32, R*V)
+	}
+	inf.hostLogits = inf.hostLogits[:R*V]
+	b.Download(inf.hostLogits, logits)
+	if err := b.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("model: inference step: %w", err)
+	}
+	return inf.hostLogits, nil
+}
