@@ -203,3 +203,25 @@ func (inf *Inference) Forward(ctx context.Context, kv *KVCache, seqs []Seq) ([]f
 	}
 	return inf.hostLogits, nil
 }
+
+// CopyBlocks copies the keys and values of blocks src[i] into blocks dst[i] in every layer, so
+// that a sequence can start from another's prefix (the n sequences of one request share their
+// prompt's prefill).
+func (kv *KVCache) CopyBlocks(dst, src []int32) error {
+	if len(dst) != len(src) {
+		return fmt.Errorf("model: copy of %d blocks into %d", len(src), len(dst))
+	}
+	n := kv.BlockSize * kv.m.Config.NEmbd
+	for i := range src {
+		if s, d := src[i], dst[i]; s < 0 || d < 0 || int(s) >= kv.NumBlocks || int(d) >= kv.NumBlocks {
+			return fmt.Errorf("model: copy of block %d into %d of %d", s, d, kv.NumBlocks)
+		}
+	}
+	for _, l := range kv.layers {
+		for i := range src {
+			kv.m.Backend.Copy(l.K.Slice(int(dst[i])*n, n), l.K.Slice(int(src[i])*n, n))
+			kv.m.Backend.Copy(l.V.Slice(int(dst[i])*n, n), l.V.Slice(int(src[i])*n, n))
+		}
+	}
+	return nil
+}
