@@ -53,7 +53,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		if strings.HasSuffix(info.Name, ".attn.bias") {
 			continue
 		}
-		s, ok := saved.Tensor(info.Name)
+		s, ok := saved.Info(info.Name)
 		if !ok {
 			t.Errorf("saved file lacks %s", info.Name)
 			continue
