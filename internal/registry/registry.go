@@ -10,10 +10,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/internal/engine"
@@ -56,6 +58,8 @@ type Info struct {
 	SizeBytes int64
 	// Err is why the model failed to load or its config could not be read.
 	Err string
+	// LoadedAt is when the model finished loading; zero unless State is Loaded.
+	LoadedAt time.Time
 }
 
 // Options configure a Registry.
@@ -80,9 +84,10 @@ type Registry struct {
 
 // slot is a model being loaded or loaded. ready closes when the load ends.
 type slot struct {
-	ready  chan struct{}
-	engine *engine.Engine
-	err    error
+	ready    chan struct{}
+	engine   *engine.Engine
+	err      error
+	loadedAt time.Time
 }
 
 // New returns the registry of opt.Dir, creating the directory if needed.
@@ -174,7 +179,7 @@ func (r *Registry) info(name string) Info {
 			if s.err != nil {
 				in.State, in.Err = Failed, s.err.Error()
 			} else {
-				in.State = Loaded
+				in.State, in.LoadedAt = Loaded, s.loadedAt
 			}
 		default:
 			in.State = Loading
@@ -262,8 +267,28 @@ func (r *Registry) load(name string, s *slot) {
 		fail(err)
 		return
 	}
-	s.engine = e
+	s.engine, s.loadedAt = e, time.Now()
 	r.opt.Log.Info("model loaded", "model", name, "backend", b.Name(), "params", m.Config.NumParams(), "tokenizer", tok != nil)
+}
+
+// Pull downloads repo at revision from hub into the models directory as name (the last element
+// of repo when empty) and describes the new model. It fails with ErrExists if the name is taken.
+func (r *Registry) Pull(ctx context.Context, hub Hub, repo, revision, name string, progress func(PullProgress)) (Info, error) {
+	if name == "" {
+		name = path.Base(repo)
+	}
+	dst, err := r.Path(name)
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return Info{}, fmt.Errorf("registry: pull %s: %w: %q", repo, ErrExists, name)
+	}
+	if err := hub.Pull(ctx, repo, revision, dst, progress); err != nil {
+		return Info{}, err
+	}
+	r.opt.Log.Info("model pulled", "model", name, "repo", repo, "revision", revision)
+	return r.Get(name)
 }
 
 // Unload stops serving name: requests still running end with engine.ErrClosed. Unloading a
