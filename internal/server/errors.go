@@ -1,0 +1,55 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/modeld-dev/modeld/internal/engine"
+	"github.com/modeld-dev/modeld/internal/registry"
+	"github.com/modeld-dev/modeld/model"
+	"github.com/modeld-dev/modeld/sampling"
+	"github.com/modeld-dev/modeld/tokenizer"
+)
+
+// toStatus maps an error from the layers below to a gRPC status: the one place where errors
+// become codes (see DESIGN.md, Errors). Unknown errors are Internal and logged with detail.
+func toStatus(log *slog.Logger, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, engine.ErrInvalid), errors.Is(err, sampling.ErrInvalidParams),
+		errors.Is(err, registry.ErrInvalidName), errors.Is(err, tokenizer.ErrUnknownID),
+		errors.Is(err, registry.ErrInvalidRepo):
+		code = codes.InvalidArgument
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, registry.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, registry.ErrExists), errors.Is(err, fs.ErrExist):
+		code = codes.AlreadyExists
+	case errors.Is(err, engine.ErrOverloaded):
+		code = codes.ResourceExhausted
+	case errors.Is(err, engine.ErrClosed):
+		code = codes.Unavailable
+	case errors.Is(err, model.ErrUnsupported):
+		code = codes.FailedPrecondition
+	case errors.Is(err, registry.ErrUnauthorized):
+		code = codes.PermissionDenied
+	}
+	if code == codes.Internal {
+		log.Error("internal error", "err", err)
+	}
+	return status.Error(code, err.Error())
+}
