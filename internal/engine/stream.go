@@ -78,4 +78,3 @@ func (s *Stream) fail(err error) {
 	s.mu.Unlock()
 	s.wakeUp()
 }
-

@@ -145,7 +145,9 @@ func readJSON(t *testing.T, name string, v any) {
 	}
 }
 
-func greedy() *modeldv1.SamplingParams { return &modeldv1.SamplingParams{Temperature: proto.Float32(0)} }
+func greedy() *modeldv1.SamplingParams {
+	return &modeldv1.SamplingParams{Temperature: proto.Float32(0)}
+}
 
 func TestGreedyAndPromptLogprobsMatchOracle(t *testing.T) {
 	c := start(t, engine.Config{})
