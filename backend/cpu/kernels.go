@@ -269,16 +269,21 @@ func (b *Backend) CrossEntropyForward(losses, probs, logits, targets backend.Buf
 	}
 	l, p := b.f32(k, "losses", losses, N), b.f32(k, "probs", probs, N*V)
 	x, t := b.f32(k, "logits", logits, N*V), b.i32(k, "targets", targets, N)
-	if b.err != nil {
+	if b.err != nil || !b.targets(k, t, V) {
 		return
 	}
+	b.rows(N, 1, func(lo, hi int) { crossEntropyForward(l, p, x, t, V, lo, hi) })
+}
+
+// targets records an error unless every target is in [0, V) or IgnoreIndex.
+func (b *Backend) targets(kernel string, t []int32, V int) bool {
 	for i, id := range t {
 		if id != backend.IgnoreIndex && (id < 0 || int(id) >= V) {
-			b.fail("%s: target %d at row %d is outside [0, %d)", k, id, i, V)
-			return
+			b.fail("%s: target %d at row %d is outside [0, %d)", kernel, id, i, V)
+			return false
 		}
 	}
-	b.rows(N, 1, func(lo, hi int) { crossEntropyForward(l, p, x, t, V, lo, hi) })
+	return true
 }
 
 // CrossEntropyBackward implements backend.Backend.
@@ -288,7 +293,7 @@ func (b *Backend) CrossEntropyBackward(dlogits, probs, targets backend.Buffer, N
 		return
 	}
 	d, p, t := b.f32(k, "dlogits", dlogits, N*V), b.f32(k, "probs", probs, N*V), b.i32(k, "targets", targets, N)
-	if b.err != nil {
+	if b.err != nil || !b.targets(k, t, V) {
 		return
 	}
 	b.rows(N, 1, func(lo, hi int) { crossEntropyBackward(d, p, t, V, scale, lo, hi) })

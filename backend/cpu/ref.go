@@ -185,7 +185,12 @@ var geluScale = float32(math.Sqrt(2 / math.Pi))
 func geluForward(out, inp []float32) {
 	for i, x := range inp {
 		cube := 0.044715 * x * x * x
-		out[i] = 0.5 * x * (1 + float32(math.Tanh(float64(geluScale*(x+cube)))))
+		th := float32(math.Tanh(float64(geluScale * (x + cube))))
+		if th == -1 {
+			out[i] = 0 // the limit at -Inf, where 0.5*x*(1+tanh) would be -Inf*0
+			continue
+		}
+		out[i] = 0.5 * x * (1 + th)
 	}
 }
 
@@ -197,7 +202,10 @@ func geluBackward(dinp, inp, dout []float32) {
 		th := float32(math.Tanh(arg))
 		ch := math.Cosh(arg)
 		sech2 := float32(1 / (ch * ch))
-		local := 0.5*(1+th) + x*0.5*sech2*geluScale*(1+3*0.044715*x*x)
+		local := 0.5 * (1 + th)
+		if sech2 != 0 { // else the second term is 0, though x*x may overflow to Inf
+			local += x * 0.5 * sech2 * geluScale * (1 + 3*0.044715*x*x)
+		}
 		dinp[i] += local * dout[i]
 	}
 }
