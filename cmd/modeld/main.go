@@ -23,16 +23,20 @@ import (
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
+	"github.com/modeld-dev/modeld/internal/train"
 )
 
 type config struct {
-	addr, modelsDir, backend, defaultModel string
-	logFormat, logLevel                    string
-	engine                                 engine.Config
-	kvCacheMiB                             int
-	maxPromptTokens, maxNewTokens          int
-	drainTimeout                           time.Duration
-	hubEndpoint                            string
+	addr, modelsDir, dataDir, backend string
+	defaultModel                      string
+	maxQueuedJobs                     int
+	maxUploadMiB                      int64
+	logFormat, logLevel               string
+	engine                            engine.Config
+	kvCacheMiB                        int
+	maxPromptTokens, maxNewTokens     int
+	drainTimeout                      time.Duration
+	hubEndpoint                       string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -40,6 +44,9 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("modeld", flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "address to listen on (host:port)")
 	fs.StringVar(&c.modelsDir, "models-dir", "models", "directory of model folders (Hugging Face layout); a model's name is its folder's name")
+	fs.StringVar(&c.dataDir, "data-dir", "data", "directory of training jobs, their events and checkpoints, and uploaded datasets; a job's data_paths must lie inside it (\"\" disables TrainService)")
+	fs.IntVar(&c.maxQueuedJobs, "max-queued-jobs", 16, "most training jobs waiting; more get RESOURCE_EXHAUSTED")
+	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 1024, "largest dataset UploadDataset accepts, in MiB")
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or cuda")
 	fs.StringVar(&c.defaultModel, "default-model", "", "model for requests that name none; loaded at start")
 	fs.IntVar(&c.engine.MaxBatchTokens, "max-batch-tokens", 512, "most tokens in one batched step (decodes plus prompt chunks)")
@@ -139,8 +146,24 @@ func run(c config, log *slog.Logger) error {
 		return err
 	}
 	defer reg.Close()
+	var jobs *train.Manager
+	if c.dataDir != "" {
+		jobs, err = train.Open(train.Options{
+			DataDir:   c.dataDir,
+			Registry:  reg,
+			Backend:   func() (backend.Backend, error) { b, _, err := backend.Open(chosen); return b, err },
+			MaxQueued: c.maxQueuedJobs,
+			Log:       log,
+		})
+		if err != nil {
+			return err
+		}
+		defer jobs.Close()
+	}
 	srv := server.New(server.Options{
 		Registry:        reg,
+		Train:           jobs,
+		MaxUploadBytes:  c.maxUploadMiB << 20,
 		Hub:             registry.Hub{Endpoint: c.hubEndpoint, Token: os.Getenv("HF_TOKEN")},
 		DefaultModel:    c.defaultModel,
 		MaxPromptTokens: c.maxPromptTokens,
@@ -159,7 +182,7 @@ func run(c config, log *slog.Logger) error {
 	g := srv.GRPCServer()
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("modeld serving", "addr", lis.Addr().String(), "models_dir", c.modelsDir, "default_model", c.defaultModel)
+	log.Info("modeld serving", "addr", lis.Addr().String(), "models_dir", c.modelsDir, "data_dir", c.dataDir, "default_model", c.defaultModel)
 
 	select {
 	case err := <-served:

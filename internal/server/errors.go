@@ -11,6 +11,7 @@ import (
 
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
+	"github.com/modeld-dev/modeld/internal/train"
 	"github.com/modeld-dev/modeld/model"
 	"github.com/modeld-dev/modeld/sampling"
 	"github.com/modeld-dev/modeld/tokenizer"
@@ -33,17 +34,17 @@ func toStatus(log *slog.Logger, err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, sampling.ErrInvalidParams),
 		errors.Is(err, registry.ErrInvalidName), errors.Is(err, tokenizer.ErrUnknownID),
-		errors.Is(err, registry.ErrInvalidRepo):
+		errors.Is(err, registry.ErrInvalidRepo), errors.Is(err, train.ErrInvalidJob), errors.Is(err, train.ErrInvalidData):
 		code = codes.InvalidArgument
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, registry.ErrNotFound), errors.Is(err, train.ErrJobNotFound):
 		code = codes.NotFound
 	case errors.Is(err, registry.ErrExists), errors.Is(err, fs.ErrExist):
 		code = codes.AlreadyExists
-	case errors.Is(err, engine.ErrOverloaded):
+	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, train.ErrQueueFull), errors.Is(err, train.ErrTooLarge):
 		code = codes.ResourceExhausted
 	case errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable
-	case errors.Is(err, model.ErrUnsupported):
+	case errors.Is(err, model.ErrUnsupported), errors.Is(err, train.ErrNotCancellable):
 		code = codes.FailedPrecondition
 	case errors.Is(err, registry.ErrUnauthorized):
 		code = codes.PermissionDenied

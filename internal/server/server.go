@@ -19,12 +19,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/modeld-dev/modeld/internal/registry"
+	"github.com/modeld-dev/modeld/internal/train"
 	modeldv1 "github.com/modeld-dev/modeld/proto/modeld/v1"
 )
 
 // Options configure the services.
 type Options struct {
 	Registry *registry.Registry
+	// Train runs TrainService's jobs; nil answers Unimplemented.
+	Train *train.Manager
+	// MaxUploadBytes limits UploadDataset [DefaultMaxUploadBytes].
+	MaxUploadBytes int64
 	// Hub is where PullModel downloads from.
 	Hub registry.Hub
 	// DefaultModel serves requests that name no model; "" requires a name.
@@ -53,6 +58,9 @@ func New(opt Options) *Server {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(modeldv1.GenerateService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(modeldv1.ModelService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if opt.Train != nil {
+		s.health.SetServingStatus(modeldv1.TrainService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
 	return s
 }
 
@@ -84,6 +92,7 @@ func (s *Server) GRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	g := grpc.NewServer(opts...)
 	modeldv1.RegisterGenerateServiceServer(g, &generateService{s: s})
 	modeldv1.RegisterModelServiceServer(g, &modelService{s: s})
+	modeldv1.RegisterTrainServiceServer(g, &trainService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return g

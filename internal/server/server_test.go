@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -28,6 +29,7 @@ import (
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
+	"github.com/modeld-dev/modeld/internal/train"
 	modeldv1 "github.com/modeld-dev/modeld/proto/modeld/v1"
 	"github.com/modeld-dev/modeld/tokenizer"
 )
@@ -39,6 +41,7 @@ const oracle = "../../testdata/gpt2-tiny"
 // client is a real client of a real server on 127.0.0.1:0 serving the oracle model as "tiny"
 // (the default model) and, without tokenizer files, as "ids".
 type client struct {
+	train  modeldv1.TrainServiceClient
 	gen    modeldv1.GenerateServiceClient
 	models modeldv1.ModelServiceClient
 	health healthpb.HealthClient
@@ -70,7 +73,12 @@ func start(t *testing.T, cfg engine.Config) client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Options{Registry: reg, DefaultModel: "tiny", Log: log})
+	jobs, err := train.Open(train.Options{DataDir: filepath.Join(t.TempDir(), "data"), Registry: reg,
+		Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Options{Registry: reg, Train: jobs, DefaultModel: "tiny", Log: log})
 	g := srv.GRPCServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,13 +96,14 @@ func start(t *testing.T, cfg engine.Config) client {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		jobs.Close()
 		reg.Close()
 	})
 	tok, err := tokenizer.Load(os.DirFS(filepath.Join(oracle, "hf")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return client{modeldv1.NewGenerateServiceClient(conn), modeldv1.NewModelServiceClient(conn), healthpb.NewHealthClient(conn), tok}
+	return client{modeldv1.NewTrainServiceClient(conn), modeldv1.NewGenerateServiceClient(conn), modeldv1.NewModelServiceClient(conn), healthpb.NewHealthClient(conn), tok}
 }
 
 // result is one sequence of a Generate call.
@@ -399,5 +408,89 @@ func TestModelsAndHealth(t *testing.T) {
 	}
 	if diff := cmp.Diff(c.tok.Encode("hello world"), tok.GetTokenIds()); diff != "" {
 		t.Errorf("Tokenize (-want +got):\n%s", diff)
+	}
+}
+
+// TestTrainThenGenerate uploads a text in chunks, fine-tunes the oracle model on it, follows the
+// job, and generates from the new model at once.
+func TestTrainThenGenerate(t *testing.T) {
+	c := start(t, engine.Config{})
+	up, err := c.train.UploadDataset(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("the cat sat on the mat. ", 60)
+	if err := up.Send(&modeldv1.UploadDatasetRequest{Part: &modeldv1.UploadDatasetRequest_Info{Info: &modeldv1.DatasetInfo{Name: "cats.txt"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(text); i += 100 {
+		if err := up.Send(&modeldv1.UploadDatasetRequest{Part: &modeldv1.UploadDatasetRequest_Chunk{Chunk: []byte(text[i:min(i+100, len(text))])}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := up.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.GetSizeBytes() != uint64(len(text)) || ds.GetNumExamples() != 1 {
+		t.Errorf("UploadDataset = %v", ds)
+	}
+	created, err := c.train.CreateTrainingJob(t.Context(), &modeldv1.CreateTrainingJobRequest{
+		Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "tiny-cats",
+		DatasetIds: []string{ds.GetDatasetId()},
+		Hyperparameters: &modeldv1.Hyperparameters{MaxSteps: proto.Uint32(30), BatchSize: 4, SeqLen: 32,
+			LearningRate: proto.Float64(3e-3), LrScheduler: modeldv1.LrScheduler_LR_SCHEDULER_CONSTANT}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := c.train.WatchTrainingJob(t.Context(), &modeldv1.WatchTrainingJobRequest{Id: created.GetJob().GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var losses []float32
+	var last modeldv1.JobState
+	for {
+		resp, err := watch.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := resp.GetEvent().GetStep(); s != nil {
+			losses = append(losses, s.GetLoss())
+		}
+		if sc := resp.GetEvent().GetStateChange(); sc != nil {
+			last = sc.GetState()
+		}
+	}
+	if last != modeldv1.JobState_JOB_STATE_SUCCEEDED || len(losses) != 30 || !(losses[29] < losses[0]-1) {
+		t.Fatalf("job ended %v with losses %v, want success and a falling loss", last, losses)
+	}
+	out, _, err := c.generate(t.Context(), &modeldv1.GenerateRequest{Model: "tiny-cats", Prompt: "the cat", MaxNewTokens: 12, Sampling: greedy(), IgnoreEos: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out[0].text, "sat on the mat") {
+		t.Errorf("the fine-tuned model wrote %q, want the text it learned", out[0].text)
+	}
+	// Bad requests get their codes.
+	for _, tc := range []struct {
+		req  *modeldv1.CreateTrainingJobRequest
+		want codes.Code
+	}{
+		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "nope"}, OutputModel: "x", DatasetIds: []string{ds.GetDatasetId()}}, codes.NotFound},
+		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "tiny-cats", DatasetIds: []string{ds.GetDatasetId()}}, codes.InvalidArgument},
+		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "y", DataPaths: []string{"../../etc/passwd"}}, codes.InvalidArgument},
+	} {
+		if _, err := c.train.CreateTrainingJob(t.Context(), tc.req); status.Code(err) != tc.want {
+			t.Errorf("CreateTrainingJob(%v) = %v, want %v", tc.req, err, tc.want)
+		}
+	}
+	if _, err := c.train.GetTrainingJob(t.Context(), &modeldv1.GetTrainingJobRequest{Id: "ftjob-nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetTrainingJob(unknown) = %v, want NotFound", err)
+	}
+	if _, err := c.train.CancelTrainingJob(t.Context(), &modeldv1.CancelTrainingJobRequest{Id: created.GetJob().GetId()}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("CancelTrainingJob(succeeded) = %v, want FailedPrecondition", err)
 	}
 }
