@@ -220,7 +220,7 @@ func newID(prefix string) string {
 type prepared struct {
 	cfg      model.Config
 	tok      *tokenizer.Tokenizer
-	tokDir   string // folder whose tokenizer files the output ships; "" if none
+	tokFS    fs.FS // the tokenizer files the output ships; nil if none
 	hyper    Hyperparameters
 	train    []Example
 	eval     []Example
@@ -247,9 +247,9 @@ func (m *Manager) prepare(ctx context.Context, s Spec) (*prepared, error) {
 		if info.Err != "" {
 			return nil, invalid("base model %q: %s", s.BaseModel, info.Err)
 		}
-		p.cfg, p.baseDir, p.tokDir = info.Config, info.Path, info.Path
-		if !info.HasTokenizer {
-			p.tokDir = ""
+		p.cfg, p.baseDir = info.Config, info.Path
+		if info.HasTokenizer {
+			p.tokFS = os.DirFS(info.Path)
 		}
 	case s.FromScratch != nil:
 		if err := s.FromScratch.Validate(); err != nil {
@@ -259,7 +259,11 @@ func (m *Manager) prepare(ctx context.Context, s Spec) (*prepared, error) {
 	default:
 		return nil, invalid("base_model or from_scratch is required")
 	}
-	if s.TokenizerModel != "" {
+	switch s.TokenizerModel {
+	case "":
+	case tokenizer.ByteLevelName:
+		p.tokFS = tokenizer.ByteLevelFS()
+	default:
 		info, err := m.opt.Registry.Get(s.TokenizerModel)
 		if err != nil {
 			return nil, err
@@ -267,10 +271,10 @@ func (m *Manager) prepare(ctx context.Context, s Spec) (*prepared, error) {
 		if !info.HasTokenizer {
 			return nil, invalid("tokenizer_model %q has no tokenizer files", s.TokenizerModel)
 		}
-		p.tokDir = info.Path
+		p.tokFS = os.DirFS(info.Path)
 	}
-	if p.tokDir != "" {
-		tok, err := tokenizer.Load(os.DirFS(p.tokDir))
+	if p.tokFS != nil {
+		tok, err := tokenizer.Load(p.tokFS)
 		if err != nil {
 			return nil, invalid("tokenizer: %v", err)
 		}
@@ -630,7 +634,7 @@ func (m *Manager) train(ctx context.Context, js *jobState, spec Spec) error {
 		}
 		if h.SaveEvery > 0 && step%h.SaveEvery == 0 && step != p.total {
 			dir := filepath.Join(m.jobDir(js.job.ID), fmt.Sprintf("checkpoint-%d", step))
-			if err := saveFolder(ctx, mdl, p.tokDir, dir); err != nil {
+			if err := saveFolder(ctx, mdl, p.tokFS, dir); err != nil {
 				return fmt.Errorf("checkpoint at step %d: %w", step, err)
 			}
 			m.mu.Lock()
@@ -674,16 +678,16 @@ func evaluate(ctx context.Context, tr *model.Trainer, ex []Example, B, T int) (f
 // tokenizerFiles are copied from the tokenizer's folder into every model folder a job writes.
 var tokenizerFiles = []string{"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
 
-// saveFolder writes the model and its tokenizer files into dir.
-func saveFolder(ctx context.Context, mdl *model.Model, tokDir, dir string) error {
+// saveFolder writes the model and the tokenizer files of tokFS (nil: none) into dir.
+func saveFolder(ctx context.Context, mdl *model.Model, tokFS fs.FS, dir string) error {
 	if err := mdl.Save(ctx, dir); err != nil {
 		return err
 	}
-	if tokDir == "" {
+	if tokFS == nil {
 		return nil
 	}
 	for _, f := range tokenizerFiles {
-		src, err := os.Open(filepath.Join(tokDir, f))
+		src, err := tokFS.Open(f)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -711,7 +715,7 @@ func (m *Manager) publish(ctx context.Context, js *jobState, mdl *model.Model, p
 	}
 	tmp := filepath.Join(m.opt.Registry.Dir(), ".train-"+js.job.ID)
 	os.RemoveAll(tmp)
-	if err := saveFolder(ctx, mdl, p.tokDir, tmp); err != nil {
+	if err := saveFolder(ctx, mdl, p.tokFS, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return fmt.Errorf("saving the model: %w", err)
 	}
