@@ -768,6 +768,8 @@ type CreateTrainingJobRequest struct {
 	OutputModel string `protobuf:"bytes,3,opt,name=output_model,json=outputModel,proto3" json:"output_model,omitempty"`
 	// Only with from_scratch: name of the model whose tokenizer is used and
 	// copied into the output model; its vocabulary must fit in vocab_size.
+	// "bytes" selects the built-in byte-level vocabulary (the 256 bytes, ids
+	// equal to their values, and <|endoftext|> = 256; vocab_size 257).
 	// Required if any dataset is in a text format. Default (empty): the output
 	// model has no tokenizer.
 	TokenizerModel string `protobuf:"bytes,4,opt,name=tokenizer_model,json=tokenizerModel,proto3" json:"tokenizer_model,omitempty"`
