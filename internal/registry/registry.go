@@ -80,6 +80,7 @@ type Registry struct {
 
 	mu     sync.Mutex
 	loaded map[string]*slot
+	closed bool
 }
 
 // slot is a model being loaded or loaded. ready closes when the load ends.
@@ -206,6 +207,10 @@ func (r *Registry) Engine(ctx context.Context, name string) (*engine.Engine, err
 		return nil, err
 	}
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("registry: %w", engine.ErrClosed)
+	}
 	s, ok := r.loaded[name]
 	if !ok {
 		s = &slot{ready: make(chan struct{})}
@@ -326,8 +331,11 @@ func (r *Registry) Loaded() []string {
 	return names
 }
 
-// Close unloads every model.
+// Close unloads every model; later Engine calls fail with engine.ErrClosed.
 func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	for _, n := range r.Loaded() {
 		r.Unload(n)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,8 @@ func toStatus(log *slog.Logger, err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, registry.ErrUnauthorized):
 		code = codes.PermissionDenied
+	case errors.As(err, new(net.Error)):
+		code = codes.Unavailable // the Hub could not be reached
 	}
 	if code == codes.Internal {
 		log.Error("internal error", "err", err)
