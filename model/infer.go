@@ -88,7 +88,7 @@ type Inference struct {
 	hostTokens, hostPos  []int32
 	cseqs                []backend.CachedSeq
 	rows                 []int32
-	allocated            []backend.Buffer
+	bufs                 buffers
 }
 
 // NewInference allocates the activations for steps of up to maxTokens new tokens.
@@ -98,25 +98,15 @@ func (m *Model) NewInference(maxTokens int) (*Inference, error) {
 	}
 	inf := &Inference{MaxTokens: maxTokens, m: m}
 	N, C, V := maxTokens, m.Config.NEmbd, m.Config.VocabSize
-	var err error
-	alloc := func(dt backend.DType, n int) backend.Buffer {
-		if err != nil {
-			return nil
-		}
-		var buf backend.Buffer
-		buf, err = m.Backend.Alloc(dt, n)
-		if err == nil {
-			inf.allocated = append(inf.allocated, buf)
-		}
-		return buf
-	}
+	inf.bufs = buffers{b: m.Backend}
+	alloc := inf.bufs.alloc
 	inf.tokens, inf.positions = alloc(backend.I32, N), alloc(backend.I32, N)
 	inf.x, inf.ln, inf.atty, inf.scratch = alloc(backend.F32, N*C), alloc(backend.F32, N*C), alloc(backend.F32, N*C), alloc(backend.F32, N*C)
 	inf.mean, inf.rstd = alloc(backend.F32, N), alloc(backend.F32, N)
 	inf.qkv, inf.fch = alloc(backend.F32, N*3*C), alloc(backend.F32, N*4*C)
 	inf.last, inf.lnf = alloc(backend.F32, N*C), alloc(backend.F32, N*C)
 	inf.logits = alloc(backend.F32, N*V)
-	if err != nil {
+	if err := inf.bufs.err; err != nil {
 		inf.Close()
 		return nil, fmt.Errorf("model: inference for %d tokens: %w", maxTokens, err)
 	}
@@ -124,12 +114,7 @@ func (m *Model) NewInference(maxTokens int) (*Inference, error) {
 }
 
 // Close frees the activations.
-func (inf *Inference) Close() {
-	for _, b := range inf.allocated {
-		inf.m.Backend.Free(b)
-	}
-	inf.allocated = nil
-}
+func (inf *Inference) Close() { inf.bufs.free() }
 
 // Forward writes the new tokens of every sequence into the cache and returns the logits (R, V):
 // for each sequence in order, one row per new token if AllLogits, else one row for its last

@@ -133,3 +133,33 @@ func (m *Model) HFTensors(buf []float32) ([][]float32, [][]int) {
 	}
 	return data, shapes
 }
+
+// buffers allocates backend buffers and remembers them, so that a trainer or an inference can
+// free all of them; after the first error every alloc returns nil and err holds the error.
+type buffers struct {
+	b    backend.Backend
+	list []backend.Buffer
+	err  error
+}
+
+func (a *buffers) alloc(dt backend.DType, n int) backend.Buffer {
+	if a.err != nil {
+		return nil
+	}
+	buf, err := a.b.Alloc(dt, n)
+	if err != nil {
+		a.err = err
+		return nil
+	}
+	a.list = append(a.list, buf)
+	return buf
+}
+
+func (a *buffers) f32(n int) backend.Buffer { return a.alloc(backend.F32, n) }
+
+func (a *buffers) free() {
+	for _, buf := range a.list {
+		a.b.Free(buf)
+	}
+	a.list = nil
+}

@@ -49,7 +49,7 @@ type Trainer struct {
 	count                    int            // non-ignored targets of the last Forward
 	hostLosses               []float32
 	hasForward               bool
-	allocated                []backend.Buffer
+	bufs                     buffers
 }
 
 // ErrNonFinite is returned (wrapped) when the loss or the gradient norm is NaN or infinite.
@@ -63,19 +63,8 @@ func (m *Model) NewTrainer(B, T int) (*Trainer, error) {
 	}
 	tr := &Trainer{m: m, B: B, T: T, hostLosses: make([]float32, B*T)}
 	N, C, V, NH := B*T, c.NEmbd, c.VocabSize, c.NHead
-	var err error
-	alloc := func(dt backend.DType, n int) backend.Buffer {
-		if err != nil {
-			return nil
-		}
-		var buf backend.Buffer
-		buf, err = m.Backend.Alloc(dt, n)
-		if err == nil {
-			tr.allocated = append(tr.allocated, buf)
-		}
-		return buf
-	}
-	f := func(n int) backend.Buffer { return alloc(backend.F32, n) }
+	tr.bufs = buffers{b: m.Backend}
+	alloc, f := tr.bufs.alloc, tr.bufs.f32
 	tr.tokens, tr.targets, tr.positions = alloc(backend.I32, N), alloc(backend.I32, N), alloc(backend.I32, N)
 	tr.encoded = f(N * C)
 	tr.acts = make([]layerActs, c.NLayer)
@@ -93,7 +82,7 @@ func (m *Model) NewTrainer(B, T int) (*Trainer, error) {
 	tr.dres, tr.dC1, tr.dC2, tr.dC3, tr.dC4, tr.dQKV = f(N*C), f(N*C), f(N*C), f(N*C), f(N*C), f(N*3*C)
 	tr.dH, tr.dHGelu = f(N*4*C), f(N*4*C)
 	tr.mom, tr.vel = f(m.params.Len()), f(m.params.Len())
-	if err != nil {
+	if err := tr.bufs.err; err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("model: trainer B=%d T=%d: %w", B, T, err)
 	}
@@ -108,12 +97,7 @@ func (m *Model) NewTrainer(B, T int) (*Trainer, error) {
 }
 
 // Close frees the trainer's buffers.
-func (tr *Trainer) Close() {
-	for _, b := range tr.allocated {
-		tr.m.Backend.Free(b)
-	}
-	tr.allocated = nil
-}
+func (tr *Trainer) Close() { tr.bufs.free() }
 
 // Forward runs the model on inputs (B*T token ids, row-major (B,T)) and returns the mean
 // cross-entropy loss over the targets (B*T ids, the next token of each input; IgnoreIndex

@@ -186,11 +186,15 @@ func matmulBackwardWeightWith(ks *gemmKernels, dweight, dbias, dout, inp []float
 // Block sizes of the packed GEMM, in elements.
 const (
 	// gemmKC is the depth of a K block. One packed panel of A (mr×gemmKC) and one of B
-	// (gemmKC×nr) are what a micro-kernel call reads.
-	gemmKC = 192
+	// (gemmKC×nr), what a micro-kernel call reads, fit in L1 together (28 KiB for 8×48);
+	// 96 to 256 measured within noise of each other on Zen 5.
+	gemmKC = 128
 	// gemmChunk is the most rows or columns of the larger dimension one task owns: its packed
-	// block, chunk×kc (480 KiB), stays in L2 while the shared operand streams past it.
+	// block, chunk×kc (240 KiB), stays in L2 while the shared operand streams past it.
 	gemmChunk = 480
+	// gemmStripe bounds a task's stripe of C (elements, 256 KiB), which is read and written
+	// once per K block and should stay in L2.
+	gemmStripe = 1 << 16
 	// gemmSharedMax bounds the packed shared operand (elements): beyond it K is processed in
 	// super-blocks, each packed and multiplied in turn.
 	gemmSharedMax = 1 << 22
@@ -353,8 +357,10 @@ func gemm(ks *gemmKernels, op *gemmOp) {
 	sharedPanels := (sharedLen + sp - 1) / sp
 	chunkPanels := (chunkLen + cp - 1) / cp
 
-	// Chunks of the larger side: at most gemmChunk, and about four per worker.
-	tasks := (chunkLen + gemmChunk - 1) / gemmChunk
+	// Chunks of the larger side: at most gemmChunk, at most a gemmStripe of C (which every K
+	// block reads and writes), and about four per worker.
+	maxChunk := max(cp, min(gemmChunk, gemmStripe/sharedLen)/cp*cp)
+	tasks := (chunkLen + maxChunk - 1) / maxChunk
 	if workers > 1 {
 		tasks = max(tasks, min(4*workers, chunkPanels))
 	}
