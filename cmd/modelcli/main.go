@@ -1,5 +1,6 @@
 // Command modelcli is the command-line client of modeld: it streams generated text, tokenizes,
-// manages and pulls models, and load-tests a server.
+// manages and pulls models, fine-tunes them and follows the training jobs, and load-tests a
+// server.
 //
 // Usage:
 //
@@ -72,6 +73,44 @@
 // single-token words when the model has a tokenizer, random token ids in [0, 256) when it has
 // none. One untimed request runs first, which loads the model and checks the settings. Requests
 // that fail are counted by status code and make the command exit 1 after the report.
+//
+// # train
+//
+// Fine-tune a model on local files, as OpenAI's fine-tuning API does with the hyperparameters of
+// Hugging Face's TrainingArguments: each --data file is uploaded (UploadDataset, in 64 KiB
+// chunks), the job is created, its id is printed on stdout, and the command follows the job with
+// a progress bar (step/total, loss, learning rate, tokens/s, ETA) on a terminal, or one line per
+// step elsewhere, printing evaluations and checkpoints as they come:
+//
+//	modelcli train --base gpt2 --data shakespeare.txt --output-model gpt2-shakespeare
+//	modelcli train --base gpt2 --data train.jsonl --eval-data valid.jsonl --output-model gpt2-chat \
+//	    --epochs 2 --batch-size 4 --seq-len 512 --learning-rate 3e-5 --lr-scheduler cosine --warmup-steps 100
+//	modelcli train --from-scratch-config vocab=257,positions=256,embd=192,layers=4,heads=6 \
+//	    --tokenizer-model bytes --data-path shakespeare/input.txt --output-model bytes-shakespeare --max-steps 2000
+//	modelcli train --base gpt2 --data notes.txt --output-model gpt2-notes --max-steps 500 --detach
+//
+// It exits 0 when the job succeeds and 1 when it fails (printing the job's error) or is
+// cancelled. Hyperparameter flags that are not given are not sent, so the server's defaults
+// apply. --data-path names a file already on the server, inside its --data-dir. --detach returns
+// once the job is queued. Ctrl-C stops following, not the job: it prints "job continues on the
+// server: modelcli jobs watch ID" and exits 130. With --output json, stdout has one protojson
+// line per response: each upload's, the created job's, then each event's.
+//
+// # jobs
+//
+// List, inspect, follow and cancel training jobs:
+//
+//	modelcli jobs list
+//	modelcli jobs list --page-size 10 --page-token ftjob-0123456789abcdef01234567
+//	modelcli jobs get ftjob-0123456789abcdef01234567
+//	modelcli jobs watch ftjob-0123456789abcdef01234567
+//	modelcli jobs watch ftjob-0123456789abcdef01234567 --after-sequence 40 --output json
+//	modelcli jobs cancel ftjob-0123456789abcdef01234567
+//
+// list prints a table of id, state, base model, output model, step/total, last loss and creation
+// time, newest first. watch follows a job as train does and exits the same way. cancel stops a
+// queued job at once and a running one at the end of its current step; cancelling a finished job
+// is FailedPrecondition.
 package main
 
 import (
@@ -86,6 +125,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -114,6 +154,12 @@ commands:
   models unload NAME          free a model's device memory
   models pull REPO            download a model from the Hugging Face Hub (--revision R, --name N)
   bench [flags]               load-test the server: TTFT, ITL, TPOT, latency, throughput
+  train [flags]               fine-tune a model on local files (--base, --data, --output-model)
+                              and follow the job
+  jobs list                   list the training jobs, newest first
+  jobs get ID                 describe a training job
+  jobs watch ID               follow a training job until it ends
+  jobs cancel ID              stop a queued or running training job
 
 Run 'modelcli COMMAND -h' for the flags of a command.
 
@@ -156,6 +202,8 @@ var commands = map[string]command{
 	"tokenize": (*cli).tokenize,
 	"models":   (*cli).models,
 	"bench":    (*cli).bench,
+	"train":    (*cli).train,
+	"jobs":     (*cli).jobs,
 }
 
 // run runs modelcli with the command-line arguments args (without the program name) and returns
@@ -322,9 +370,5 @@ func flush(w io.Writer) error {
 // isTerminal reports whether w is a terminal, where a progress line may be redrawn with '\r'.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -33,14 +33,16 @@ func toStatus(log *slog.Logger, err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, engine.ErrInvalid), errors.Is(err, sampling.ErrInvalidParams),
-		errors.Is(err, registry.ErrInvalidName), errors.Is(err, tokenizer.ErrUnknownID),
-		errors.Is(err, registry.ErrInvalidRepo), errors.Is(err, train.ErrInvalidJob), errors.Is(err, train.ErrInvalidData):
-		code = codes.InvalidArgument
+	// NotFound and AlreadyExists first: a job whose data file is missing or whose output
+	// name is taken is also an invalid job, but the precise code helps the client more.
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, registry.ErrNotFound), errors.Is(err, train.ErrJobNotFound):
 		code = codes.NotFound
 	case errors.Is(err, registry.ErrExists), errors.Is(err, fs.ErrExist):
 		code = codes.AlreadyExists
+	case errors.Is(err, engine.ErrInvalid), errors.Is(err, sampling.ErrInvalidParams),
+		errors.Is(err, registry.ErrInvalidName), errors.Is(err, tokenizer.ErrUnknownID),
+		errors.Is(err, registry.ErrInvalidRepo), errors.Is(err, train.ErrInvalidJob), errors.Is(err, train.ErrInvalidData):
+		code = codes.InvalidArgument
 	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, train.ErrQueueFull), errors.Is(err, train.ErrTooLarge):
 		code = codes.ResourceExhausted
 	case errors.Is(err, engine.ErrClosed):

@@ -480,7 +480,7 @@ func TestTrainThenGenerate(t *testing.T) {
 		want codes.Code
 	}{
 		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "nope"}, OutputModel: "x", DatasetIds: []string{ds.GetDatasetId()}}, codes.NotFound},
-		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "tiny-cats", DatasetIds: []string{ds.GetDatasetId()}}, codes.InvalidArgument},
+		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "tiny-cats", DatasetIds: []string{ds.GetDatasetId()}}, codes.AlreadyExists},
 		{&modeldv1.CreateTrainingJobRequest{Base: &modeldv1.CreateTrainingJobRequest_BaseModel{BaseModel: "tiny"}, OutputModel: "y", DataPaths: []string{"../../etc/passwd"}}, codes.InvalidArgument},
 	} {
 		if _, err := c.train.CreateTrainingJob(t.Context(), tc.req); status.Code(err) != tc.want {

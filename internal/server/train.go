@@ -172,9 +172,10 @@ func (ts *trainService) ListTrainingJobs(ctx context.Context, req *modeldv1.List
 		return nil, err
 	}
 	size := int(req.GetPageSize())
-	if size <= 0 || size > 100 {
-		size = 20
+	if size == 0 {
+		size = 50
 	}
+	size = min(size, 1000)
 	jobs, next := m.List(req.GetPageToken(), size)
 	resp := &modeldv1.ListTrainingJobsResponse{NextPageToken: next}
 	for _, j := range jobs {
