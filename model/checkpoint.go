@@ -110,7 +110,7 @@ func (m *Model) Save(ctx context.Context, dir string) error {
 	for i, name := range m.TensorNames() {
 		tensors[i] = safetensors.Tensor{Name: name, Shape: shapes[i], Data: data[i]}
 	}
-	cfg, err := json.Marshal(m.Config)
+	cfg, err := json.MarshalIndent(m.Config, "", "  ")
 	if err != nil {
 		return fmt.Errorf("model: save: %w", err)
 	}
@@ -139,8 +139,9 @@ func (m *Model) Save(ctx context.Context, dir string) error {
 	return nil
 }
 
-// WriteFileAtomic writes path through a temporary file in the same folder that is synced and
-// then renamed over path, so that path holds either its old contents or all of the new.
+// WriteFileAtomic writes path (mode 0644) through a temporary file in the same folder that is
+// synced and then renamed over path, so that path holds either its old contents or all of the
+// new.
 func WriteFileAtomic(path string, write func(w *bufio.Writer) error) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -157,6 +158,9 @@ func WriteFileAtomic(path string, write func(w *bufio.Writer) error) (err error)
 		return err
 	}
 	if err = w.Flush(); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
 		return err
 	}
 	if err = tmp.Sync(); err != nil {
