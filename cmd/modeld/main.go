@@ -14,12 +14,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/modeld-dev/modeld/backend"
 	_ "github.com/modeld-dev/modeld/backend/cpu" // registers "cpu"
+	"github.com/modeld-dev/modeld/internal/builtin"
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
@@ -48,7 +50,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.maxQueuedJobs, "max-queued-jobs", 16, "most training jobs waiting; more get RESOURCE_EXHAUSTED")
 	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 1024, "largest dataset UploadDataset accepts, in MiB")
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or cuda")
-	fs.StringVar(&c.defaultModel, "default-model", "", "model for requests that name none; loaded at start")
+	fs.StringVar(&c.defaultModel, "default-model", builtin.Name, "model for requests that name none; loaded at start (the built-in "+builtin.Name+" is written into --models-dir if missing; \"\" for none)")
 	fs.IntVar(&c.engine.MaxBatchTokens, "max-batch-tokens", 512, "most tokens in one batched step (decodes plus prompt chunks)")
 	fs.IntVar(&c.engine.MaxRunning, "max-running", 64, "most sequences decoding at once per model")
 	fs.IntVar(&c.engine.MaxQueue, "max-queue", 256, "most requests waiting per model; more get RESOURCE_EXHAUSTED")
@@ -111,16 +113,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "modeld:", err)
 		os.Exit(2)
 	}
-	if err := run(c, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, log); err != nil {
 		log.Error("modeld stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(c config, log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
+// run serves until ctx ends (SIGINT or SIGTERM in main), then drains.
+func run(ctx context.Context, c config, log *slog.Logger) error {
 	// Check the backend choice once at start, and say why better ones were skipped.
 	b, skipped, err := backend.Open(c.backend)
 	if err != nil {
@@ -128,6 +130,9 @@ func run(c config, log *slog.Logger) error {
 	}
 	for _, why := range skipped {
 		log.Info("backend skipped", "reason", why)
+	}
+	if c.backend == "auto" && !slices.Contains(backend.Names(), "cuda") {
+		log.Info("backend skipped", "backend", "cuda", "reason", "this build has no CUDA backend")
 	}
 	log.Info("backend selected", "backend", b.Name(), "registered", backend.Names())
 	chosen := b.Name()
@@ -170,6 +175,15 @@ func run(c config, log *slog.Logger) error {
 		MaxNewTokens:    c.maxNewTokens,
 		Log:             log,
 	})
+	if c.defaultModel == builtin.Name {
+		wrote, err := builtin.Install(c.modelsDir)
+		if err != nil {
+			return err
+		}
+		if wrote {
+			log.Info("built-in model installed", "model", builtin.Name, "models_dir", c.modelsDir)
+		}
+	}
 	if c.defaultModel != "" {
 		if err := srv.Load(ctx, c.defaultModel); err != nil {
 			return fmt.Errorf("default model: %w", err)
