@@ -472,7 +472,8 @@ func gemmBlock(ks *gemmKernels, op *gemmOp, kEff int, apan []float32, i, mrEff i
 		ks.gemm(kEff, apan, bpan, c[off:], ldc)
 		return
 	}
-	// Edge block: compute the whole mr×nr block aside, add the part inside C.
+	// Edge block: compute the whole mr×nr block aside, add the part inside C. (The largest
+	// kernel is 8×48.)
 	var tile [8 * 48]float32
 	t := tile[:mr*nr]
 	ks.gemm(kEff, apan, bpan, t, nr)
@@ -597,7 +598,7 @@ func gemvForward(ks *gemmKernels, out, inp, weight, bias []float32, N, C, OC int
 	// At least about 64 KiB of weight per task; four tasks per worker if there is enough.
 	minGroups := max(1, 64*1024/(4*8*max(C, 1)))
 	tasks := 1
-	if 2*N*C*OC >= gemmMinFlops && groups > 0 {
+	if 2*float64(N)*float64(C)*float64(OC) >= gemmMinFlops && groups > 0 {
 		tasks = gemmTasks(groups, minGroups, groups)
 	}
 	gemmFor(groups, tasks, func(g0, g1 int) {

@@ -170,7 +170,7 @@ func gemm8x48AVX512(k int, a, b, c *float32, ldc int)
 func dot8AVX512(k int, w *float32, ldw int, x *float32, out *[8]float32)
 
 // dot4x4AVX512 sets out[4*s+r] = Σ_p w[r*ldw+p]·x[s*ldx+p] for r, s < 4. k must be a multiple
-// of 16.
+// of 16. It prefetches the same columns of w rows 8 to 11 (a hint, which cannot fault).
 //
 //go:noescape
 func dot4x4AVX512(k int, w *float32, ldw int, x *float32, ldx int, out *[16]float32)

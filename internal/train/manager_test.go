@@ -389,4 +389,3 @@ func TestLearningRateSchedules(t *testing.T) {
 		}
 	}
 }
-

@@ -163,4 +163,3 @@ func (w limitWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
