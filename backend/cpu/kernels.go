@@ -210,7 +210,11 @@ func (b *Backend) GELUForward(out, inp backend.Buffer, n int) {
 	if b.err != nil {
 		return
 	}
-	b.rows(n, 4096, func(lo, hi int) { geluForward(o[lo:hi], x[lo:hi]) })
+	f := geluForward
+	if b.fast {
+		f = geluForwardFast
+	}
+	b.rows(n, 4096, func(lo, hi int) { f(o[lo:hi], x[lo:hi]) })
 }
 
 // GELUBackward implements backend.Backend.
@@ -223,7 +227,11 @@ func (b *Backend) GELUBackward(dinp, inp, dout backend.Buffer, n int) {
 	if b.err != nil {
 		return
 	}
-	b.rows(n, 4096, func(lo, hi int) { geluBackward(dx[lo:hi], x[lo:hi], d[lo:hi]) })
+	f := geluBackward
+	if b.fast {
+		f = geluBackwardFast
+	}
+	b.rows(n, 4096, func(lo, hi int) { f(dx[lo:hi], x[lo:hi], d[lo:hi]) })
 }
 
 // ResidualForward implements backend.Backend.
