@@ -63,6 +63,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.hubEndpoint, "hub-endpoint", "https://huggingface.co", "Hugging Face Hub for PullModel (HF_ENDPOINT also sets it; HF_TOKEN authenticates)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: modeld [flags]\n\nServes the models of --models-dir over gRPC. Every flag can also be set by an environment\nvariable: MODELD_ and the flag's name in upper case with '-' as '_' (MODELD_MODELS_DIR).\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -149,7 +149,7 @@ func (r *Registry) Get(name string) (Info, error) {
 		return Info{}, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		return Info{}, fmt.Errorf("registry: model %q: %w", name, fs.ErrNotExist)
+		return Info{}, fmt.Errorf("registry: no model %q in %s (a model is a folder with a config.json): %w", name, r.opt.Dir, fs.ErrNotExist)
 	}
 	return r.info(name), nil
 }
