@@ -394,8 +394,17 @@ func (b *Backend) CachedAttention(out, qkv backend.Buffer, cache backend.KVCache
 		}
 	}
 	b.rows(len(items), 4, func(lo, hi int) {
+		var scores []float32 // per range, reused across its tokens
 		for _, it := range items[lo:hi] {
-			cachedAttention(o, q, kc, vc, seqs[it.seq], it.tok, bs, C, NH)
+			s := seqs[it.seq]
+			if !b.fast {
+				cachedAttention(o, q, kc, vc, s, it.tok, bs, C, NH)
+				continue
+			}
+			if n := NH * (s.Pos + it.tok + 1); cap(scores) < n {
+				scores = make([]float32, n)
+			}
+			cachedAttentionFast(o, q, kc, vc, s, it.tok, bs, C, NH, scores)
 		}
 	})
 }
