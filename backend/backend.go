@@ -5,8 +5,9 @@
 // a fused softmax + cross-entropy, AdamW and a gradient norm, plus the inference attention that reads
 // and writes a paged KV cache. A backend owns its memory: the model allocates [Buffer]s, uploads
 // parameters and token ids, enqueues kernels and downloads results. Fused kernels that only some
-// backends offer are optional interfaces (see [FlashAttention]); the model type-asserts for them and
-// composes the plain kernels otherwise.
+// backends offer are optional interfaces (see [FlashAttention]): backendtest checks them against
+// the plain kernels, and callers type-assert for them and compose the plain kernels otherwise
+// (no backend offers one yet, so the model uses the plain kernels).
 //
 // # Conventions
 //
