@@ -29,6 +29,7 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/internal/engine"
+	"github.com/modeld-dev/modeld/internal/oracletest"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
 	modeldv1 "github.com/modeld-dev/modeld/proto/modeld/v1"
@@ -47,24 +48,7 @@ const hubRepo = "test-org/tiny"
 // serves the oracle model as hubRepo. It returns the server's address.
 func startServer(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	for name, files := range map[string][]string{
-		"tiny": {"config.json", "model.safetensors", "vocab.json", "merges.txt"},
-		"ids":  {"config.json", "model.safetensors"},
-	} {
-		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(filepath.Join(oracle, "hf", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, name, f), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := oracletest.ModelsDir(t)
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		file, ok := strings.CutPrefix(r.URL.Path, "/"+hubRepo+"/resolve/main/")
 		data, err := os.ReadFile(filepath.Join(oracle, "hf", file))

@@ -24,6 +24,7 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/internal/engine"
+	"github.com/modeld-dev/modeld/internal/oracletest"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
 	"github.com/modeld-dev/modeld/internal/train"
@@ -35,19 +36,7 @@ import (
 // are added to the gRPC server's options. It returns the server's address.
 func startTrainServer(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "tiny"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"config.json", "model.safetensors", "vocab.json", "merges.txt"} {
-		data, err := os.ReadFile(filepath.Join(oracle, "hf", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "tiny", f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := oracletest.ModelsDir(t)
 	log := slog.New(slog.DiscardHandler)
 	newBackend := func() (backend.Backend, error) { return cpu.New(), nil }
 	reg, err := registry.New(registry.Options{Dir: dir, Backend: newBackend, Engine: engine.Config{}, Log: log})

@@ -12,6 +12,7 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/internal/engine"
+	"github.com/modeld-dev/modeld/internal/oracletest"
 	"github.com/modeld-dev/modeld/sampling"
 )
 
@@ -19,25 +20,7 @@ import (
 // same model without tokenizer files.
 func newModelsDir(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := "../../testdata/gpt2-tiny/hf"
-	for name, files := range map[string][]string{
-		"tiny": {"config.json", "model.safetensors", "vocab.json", "merges.txt"},
-		"ids":  {"config.json", "model.safetensors"},
-	} {
-		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(filepath.Join(src, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, name, f), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := oracletest.ModelsDir(t)
 	if err := os.Mkdir(filepath.Join(dir, "not-a-model"), 0o755); err != nil {
 		t.Fatal(err)
 	}

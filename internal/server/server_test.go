@@ -27,6 +27,7 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/internal/engine"
+	"github.com/modeld-dev/modeld/internal/oracletest"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
 	"github.com/modeld-dev/modeld/internal/train"
@@ -50,24 +51,7 @@ type client struct {
 
 func start(t *testing.T, cfg engine.Config) client {
 	t.Helper()
-	dir := t.TempDir()
-	for name, files := range map[string][]string{
-		"tiny": {"config.json", "model.safetensors", "vocab.json", "merges.txt"},
-		"ids":  {"config.json", "model.safetensors"},
-	} {
-		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(filepath.Join(oracle, "hf", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, name, f), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	dir := oracletest.ModelsDir(t)
 	log := slog.New(slog.DiscardHandler)
 	reg, err := registry.New(registry.Options{Dir: dir, Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Engine: cfg, Log: log})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/cpu"
+	"github.com/modeld-dev/modeld/internal/oracletest"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/model"
 )
@@ -30,20 +31,7 @@ type env struct {
 // newEnv returns a manager over a models directory holding the oracle model as "tiny".
 func newEnv(t *testing.T) env {
 	t.Helper()
-	root := t.TempDir()
-	models, data := filepath.Join(root, "models"), filepath.Join(root, "data")
-	if err := os.MkdirAll(filepath.Join(models, "tiny"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"config.json", "model.safetensors", "vocab.json", "merges.txt"} {
-		b, err := os.ReadFile(filepath.Join(oracle, "hf", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(models, "tiny", f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	models, data := oracletest.ModelsDir(t), filepath.Join(t.TempDir(), "data")
 	log := slog.New(slog.DiscardHandler)
 	open := func() (backend.Backend, error) { return cpu.New(), nil }
 	reg, err := registry.New(registry.Options{Dir: models, Backend: open, Log: log})
