@@ -3,6 +3,7 @@ module github.com/modeld-dev/modeld
 go 1.26.0
 
 require (
+	github.com/ebitengine/purego v0.11.3
 	github.com/google/go-cmp v0.7.0
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/schollz/progressbar/v3 v3.19.1
