@@ -7,7 +7,7 @@
 // parameters and token ids, enqueues kernels and downloads results. Fused kernels that only some
 // backends offer are optional interfaces (see [FlashAttention]): backendtest checks them against
 // the plain kernels, and callers type-assert for them and compose the plain kernels otherwise
-// (no backend offers one yet, so the model uses the plain kernels).
+// (the model's trainer uses FlashAttention when the backend offers it).
 //
 // # Conventions
 //

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/modeld-dev/modeld/backend"
+	"github.com/modeld-dev/modeld/backend/backendtest"
 	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/model"
 )
@@ -20,13 +21,15 @@ import (
 // reference, cross-checked against PyTorch. Tolerances are the README's.
 const oracle = "../testdata/gpt2-tiny"
 
-// backends are the CPU variants every oracle test runs on.
+// backends are the CPU variants every oracle test runs on; "cpu+flash" runs the trainer's
+// backend.FlashAttention path through backendtest.FlashShim.
 var backends = []struct {
 	name string
 	open func() backend.Backend
 }{
 	{"cpu", func() backend.Backend { return cpu.New() }},
 	{"cpu-reference", func() backend.Backend { return cpu.NewReference() }},
+	{"cpu+flash", func() backend.Backend { return backendtest.FlashShim(cpu.New()) }},
 }
 
 func readBin(t *testing.T, rel string) []float32 {

@@ -13,7 +13,8 @@ import (
 type layerActs struct {
 	ln1, ln1Mean, ln1Rstd backend.Buffer // (B,T,C), (B,T), (B,T)
 	qkv                   backend.Buffer // (B,T,3C)
-	att                   backend.Buffer // (B,NH,T,T)
+	att                   backend.Buffer // (B,NH,T,T) softmax probabilities; nil with flash attention
+	lse                   backend.Buffer // (B,NH,T) log-sum-exp per query row; flash attention only
 	atty                  backend.Buffer // (B,T,C) attention output before c_proj
 	residual2             backend.Buffer // (B,T,C) block input + attention
 	ln2, ln2Mean, ln2Rstd backend.Buffer // (B,T,C), (B,T), (B,T)
@@ -24,10 +25,12 @@ type layerActs struct {
 // Trainer runs training steps of a model on batches of B sequences of T tokens: forward to the
 // mean cross-entropy loss, backward to every parameter's gradient, and AdamW. It owns the
 // activations, the gradients and the optimizer state (about 3x the parameters plus activations
-// that grow with B*T*(C*L + V) and B*NH*T*T*L).
+// that grow with B*T*(C*L + V) and, unless the backend offers [backend.FlashAttention],
+// B*NH*T*T*L).
 type Trainer struct {
-	m    *Model
-	B, T int
+	m     *Model
+	B, T  int
+	flash backend.FlashAttention // the backend's fused attention, or nil
 
 	tokens, targets, positions backend.Buffer // (B,T) int32
 	encoded                    backend.Buffer // (B,T,C)
@@ -62,6 +65,7 @@ func (m *Model) NewTrainer(B, T int) (*Trainer, error) {
 		return nil, fmt.Errorf("model: trainer B=%d T=%d, want B >= 1 and 1 <= T <= n_positions = %d", B, T, c.NPositions)
 	}
 	tr := &Trainer{m: m, B: B, T: T, hostLosses: make([]float32, B*T)}
+	tr.flash, _ = m.Backend.(backend.FlashAttention)
 	N, C, V, NH := B*T, c.NEmbd, c.VocabSize, c.NHead
 	tr.bufs = buffers{b: m.Backend}
 	alloc, f := tr.bufs.alloc, tr.bufs.f32
@@ -71,7 +75,12 @@ func (m *Model) NewTrainer(B, T int) (*Trainer, error) {
 	for l := range tr.acts {
 		a := &tr.acts[l]
 		a.ln1, a.ln1Mean, a.ln1Rstd = f(N*C), f(N), f(N)
-		a.qkv, a.att, a.atty, a.residual2 = f(N*3*C), f(B*NH*T*T), f(N*C), f(N*C)
+		a.qkv, a.atty, a.residual2 = f(N*3*C), f(N*C), f(N*C)
+		if tr.flash != nil {
+			a.lse = f(B * NH * T)
+		} else {
+			a.att = f(B * NH * T * T)
+		}
 		a.ln2, a.ln2Mean, a.ln2Rstd = f(N*C), f(N), f(N)
 		a.fch, a.fchGelu, a.residual3 = f(N*4*C), f(N*4*C), f(N*C)
 	}
@@ -134,7 +143,11 @@ func (tr *Trainer) Forward(ctx context.Context, inputs, targets []int32) (float6
 		w, a := &m.layers[l], &tr.acts[l]
 		b.LayerNormForward(a.ln1, a.ln1Mean, a.ln1Rstd, residual, w[ln1W], w[ln1B], N, C)
 		b.MatmulForward(a.qkv, a.ln1, w[qkvW], w[qkvB], N, C, 3*C)
-		b.AttentionForward(a.atty, a.att, a.qkv, B, T, C, NH)
+		if tr.flash != nil {
+			tr.flash.FlashAttentionForward(a.atty, a.lse, a.qkv, B, T, C, NH)
+		} else {
+			b.AttentionForward(a.atty, a.att, a.qkv, B, T, C, NH)
+		}
 		b.MatmulForward(tr.scratch, a.atty, w[attnProjW], w[attnProjB], N, C, C)
 		b.ResidualForward(a.residual2, residual, tr.scratch, N*C)
 		b.LayerNormForward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, w[ln2W], w[ln2B], N, C)
@@ -218,7 +231,11 @@ func (tr *Trainer) Backward(ctx context.Context, lossScale float32) error {
 		b.Zero(tr.dC3)
 		b.MatmulBackward(tr.dC3, dw[attnProjW], dw[attnProjB], tr.dres, a.atty, w[attnProjW], N, C, C)
 		b.Zero(tr.dQKV)
-		b.AttentionBackward(tr.dQKV, tr.dC3, a.qkv, a.att, B, T, C, NH)
+		if tr.flash != nil {
+			tr.flash.FlashAttentionBackward(tr.dQKV, tr.dC3, a.atty, a.lse, a.qkv, B, T, C, NH)
+		} else {
+			b.AttentionBackward(tr.dQKV, tr.dC3, a.qkv, a.att, B, T, C, NH)
+		}
 		b.Zero(tr.dC4)
 		b.MatmulBackward(tr.dC4, dw[qkvW], dw[qkvB], tr.dQKV, a.ln1, w[qkvW], N, C, 3*C)
 		b.LayerNormBackward(tr.dres, dw[ln1W], dw[ln1B], tr.dC4, residual, w[ln1W], a.ln1Mean, a.ln1Rstd, N, C)

@@ -113,28 +113,10 @@ func TestChecksCatchWrites(t *testing.T) {
 	}
 }
 
-// flashCPU offers backend.FlashAttention on the CPU backend by recomputing the attention
-// matrix in the backward, as a fused kernel does; lse is left 0.
-type flashCPU struct{ *cpu.Backend }
-
-func (b flashCPU) FlashAttentionForward(out, lse, qkv backend.Buffer, B, T, C, NH int) {
-	att, _ := b.Alloc(backend.F32, B*NH*T*T)
-	b.AttentionForward(out, att, qkv, B, T, C, NH)
-	b.Zero(lse)
-}
-
-func (b flashCPU) FlashAttentionBackward(dqkv, dout, out, lse, qkv backend.Buffer, B, T, C, NH int) {
-	att, _ := b.Alloc(backend.F32, B*NH*T*T)
-	tmp, _ := b.Alloc(backend.F32, B*T*C)
-	b.AttentionForward(tmp, att, qkv, B, T, C, NH)
-	b.AttentionBackward(dqkv, dout, qkv, att, B, T, C, NH)
-}
-
 // TestFlashAttentionPath runs the FlashAttention checks, which the CPU backend alone never
 // reaches.
 func TestFlashAttentionPath(t *testing.T) {
-	var _ backend.FlashAttention = flashCPU{}
-	testFlashAttention(t, func() backend.Backend { return flashCPU{cpu.New()} })
+	testFlashAttention(t, func() backend.Backend { return FlashShim(cpu.New()) })
 }
 
 // Mutants: the CPU backend with one planted bug each.
