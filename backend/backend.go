@@ -214,6 +214,11 @@ type FlashAttention interface {
 // machine, e.g. "cuda" without a driver.
 var ErrUnavailable = errors.New("backend unavailable")
 
+// ErrOutOfMemory is wrapped by the error of an Alloc that the backend's memory cannot serve
+// (a GPU's device memory), so that callers can tell "too big for this device" (the service's
+// ResourceExhausted) from a bug.
+var ErrOutOfMemory = errors.New("backend out of memory")
+
 // Factory opens a backend; it returns an error wrapping ErrUnavailable when the machine lacks
 // what the backend needs.
 type Factory func() (Backend, error)

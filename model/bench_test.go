@@ -1,13 +1,14 @@
 package model_test
 
 import (
+	"cmp"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
 
 	"github.com/modeld-dev/modeld/backend"
-	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/model"
 )
 
@@ -15,9 +16,24 @@ import (
 // figures can be set beside PyTorch's measured on the same machine:
 //
 //	go test ./model -run x -bench 'GPT2' -benchtime 5x
+//
+// MODELD_BENCH_BACKEND names the backend (default cpu), so that the same test binary measures
+// the GPU: MODELD_BENCH_BACKEND=cuda (add MODELD_CUDA_TF32=1 for TF32 GEMMs).
 
 // gpt2Small is GPT-2 124M: 50257 tokens, 1024 positions, 12 layers, 12 heads, 768 channels.
 var gpt2Small = model.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12, BOSTokenID: 50256, EOSTokenID: 50256}
+
+// benchBackend opens the backend named by MODELD_BENCH_BACKEND, "cpu" when unset.
+func benchBackend(b *testing.B) backend.Backend {
+	b.Helper()
+	name := cmp.Or(os.Getenv("MODELD_BENCH_BACKEND"), "cpu")
+	be, _, err := backend.Open(name)
+	if err != nil {
+		b.Fatalf("MODELD_BENCH_BACKEND=%s: %v", name, err)
+	}
+	b.Logf("backend %s", be.Name())
+	return be
+}
 
 func newBenchModel(b *testing.B, be backend.Backend) *model.Model {
 	b.Helper()
@@ -52,7 +68,7 @@ func reportPeakRSS(b *testing.B) {
 // backward and AdamW (lr 1e-4, weight decay 0.1 on 2-D tensors).
 func BenchmarkGPT2TrainStep(b *testing.B) {
 	const B, T = 4, 64
-	m := newBenchModel(b, cpu.New())
+	m := newBenchModel(b, benchBackend(b))
 	tr, err := m.NewTrainer(B, T)
 	if err != nil {
 		b.Fatal(err)
@@ -88,7 +104,7 @@ func BenchmarkGPT2TrainStep(b *testing.B) {
 // prompt logprobs need) and prefill_last (logits=last, as generation needs): B=1, T=512.
 func BenchmarkGPT2Prefill(b *testing.B) {
 	const T = 512
-	m := newBenchModel(b, cpu.New())
+	m := newBenchModel(b, benchBackend(b))
 	inf, err := m.NewInference(T)
 	if err != nil {
 		b.Fatal(err)
@@ -124,7 +140,7 @@ func BenchmarkGPT2Prefill(b *testing.B) {
 // iteration is one decode step of every sequence through the KV cache (positions 16 to 79,
 // then again from 16).
 func BenchmarkGPT2Decode(b *testing.B) {
-	m := newBenchModel(b, cpu.New())
+	m := newBenchModel(b, benchBackend(b))
 	for _, B := range []int{1, 8} {
 		b.Run("batch="+strconv.Itoa(B), func(b *testing.B) {
 			const prompt, maxPos, bs = 16, 80, 16

@@ -14,6 +14,7 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/backend/backendtest"
 	"github.com/modeld-dev/modeld/backend/cpu"
+	_ "github.com/modeld-dev/modeld/backend/cuda" // registers "cuda"
 	"github.com/modeld-dev/modeld/model"
 )
 
@@ -21,8 +22,9 @@ import (
 // reference, cross-checked against PyTorch. Tolerances are the README's.
 const oracle = "../testdata/gpt2-tiny"
 
-// backends are the CPU variants every oracle test runs on; "cpu+flash" runs the trainer's
-// backend.FlashAttention path through backendtest.FlashShim.
+// backends are the backends every oracle test runs on: the CPU variants, where "cpu+flash"
+// runs the trainer's backend.FlashAttention path through backendtest.FlashShim, and "cuda",
+// whose subtests skip with the reason on a machine without a usable GPU.
 var backends = []struct {
 	name string
 	open func() backend.Backend
@@ -30,6 +32,22 @@ var backends = []struct {
 	{"cpu", func() backend.Backend { return cpu.New() }},
 	{"cpu-reference", func() backend.Backend { return cpu.NewReference() }},
 	{"cpu+flash", func() backend.Backend { return backendtest.FlashShim(cpu.New()) }},
+	{"cuda", openCUDA},
+}
+
+// cudaErr is why the cuda backend does not open on this machine; nil where it does.
+var cudaErr error
+
+// openCUDA opens the registry's "cuda" (fp32 GEMMs unless MODELD_CUDA_TF32=1, which these
+// tolerances do not allow), or returns nil and sets cudaErr where it is unavailable, and
+// loadModel then skips the subtest.
+func openCUDA() backend.Backend {
+	b, _, err := backend.Open("cuda")
+	if err != nil {
+		cudaErr = err
+		return nil
+	}
+	return b
 }
 
 func readBin(t *testing.T, rel string) []float32 {
@@ -74,6 +92,9 @@ func loadCase1(t *testing.T) (inputs, targets []int32, c case1) {
 
 func loadModel(t *testing.T, b backend.Backend, dir string) *model.Model {
 	t.Helper()
+	if b == nil {
+		t.Skipf("backend unavailable: %v", cudaErr)
+	}
 	m, err := model.Load(t.Context(), b, os.DirFS(filepath.Join(oracle, dir)))
 	if err != nil {
 		t.Fatal(err)
