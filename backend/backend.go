@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -40,10 +41,18 @@ const (
 	F32 DType = iota + 1
 	// I32 is a signed 32-bit integer (token ids, targets, positions).
 	I32
+	// BF16 is bfloat16, the upper half of a binary32 (8 exponent and 7 mantissa bits). Only
+	// [BF16Weights.AllocBF16] makes buffers of it, to hold matmul weights.
+	BF16
 )
 
 // Size is the size of one element in bytes.
-func (d DType) Size() int { return 4 }
+func (d DType) Size() int {
+	if d == BF16 {
+		return 2
+	}
+	return 4
+}
 
 func (d DType) String() string {
 	switch d {
@@ -51,6 +60,8 @@ func (d DType) String() string {
 		return "f32"
 	case I32:
 		return "i32"
+	case BF16:
+		return "bf16"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
@@ -209,6 +220,37 @@ type FlashAttention interface {
 	FlashAttentionForward(out, lse, qkv Buffer, B, T, C, NH int)
 	FlashAttentionBackward(dqkv, dout, out, lse, qkv Buffer, B, T, C, NH int)
 }
+
+// BF16Weights is offered by backends that can hold matmul weights in bfloat16 for inference,
+// halving the bytes that bound a decode step (which reads every weight once per step). Products
+// and sums stay float32: only the storage of the weight is rounded. The model uses it when asked
+// to (model.InferenceOptions) and falls back to float32 weights otherwise.
+type BF16Weights interface {
+	// AllocBF16 returns a zeroed BF16 buffer of n elements, or an error (out of memory). Free
+	// releases it.
+	AllocBF16(n int) (Buffer, error)
+	// UploadBF16 copies src, bfloat16 bit patterns (see [BF16FromF32]), into dst (BF16).
+	// len(src) must equal dst.Len().
+	UploadBF16(dst Buffer, src []uint16)
+	// MatmulForwardBF16 is [Backend.MatmulForward] with a BF16 weight: out(N,OC) = inp(N,C) ·
+	// weight(OC,C)^T + bias(OC), where each weight is widened exactly to float32 and the products
+	// are summed in float32. out, inp and bias are F32; bias may be nil.
+	MatmulForwardBF16(out, inp, weight, bias Buffer, N, C, OC int)
+}
+
+// BF16FromF32 rounds x to the nearest bfloat16, ties to even, as PyTorch's
+// tensor.to(torch.bfloat16) does; values beyond the largest bfloat16 round to ±Inf, and a NaN
+// stays a (quiet) NaN. It returns the bit pattern.
+func BF16FromF32(x float32) uint16 {
+	u := math.Float32bits(x)
+	if u&0x7fffffff > 0x7f800000 {
+		return uint16(u>>16) | 0x40 // NaN: keep the sign and the top of the payload, set quiet
+	}
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}
+
+// F32FromBF16 returns the float32 value of the bfloat16 bit pattern h, which is exact.
+func F32FromBF16(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // ErrUnavailable is returned (wrapped) by Open when the named backend cannot run on this
 // machine, e.g. "cuda" without a driver.

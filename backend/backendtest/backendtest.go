@@ -28,7 +28,8 @@
 //   - Errors: a kernel given inconsistent sizes, an out-of-range cross-entropy target or an
 //     out-of-range KV-cache block makes Sync fail, and the error is sticky.
 //   - Optional interfaces: [backend.FlashAttention], when offered, against the reference's
-//     AttentionForward and AttentionBackward.
+//     AttentionForward and AttentionBackward; [backend.BF16Weights], when offered, against the
+//     reference's MatmulForward on the widened weights.
 //
 // Inputs come from a math/rand/v2 generator seeded from the fixed seed and the subtest's name, so
 // every subtest sees the same numbers whether it runs alone (-run) or with the others. Subtests
@@ -61,6 +62,7 @@ func RunAll(t *testing.T, open func() backend.Backend) {
 	probe := open()
 	name := probe.Name()
 	_, flash := probe.(backend.FlashAttention)
+	_, bf16 := probe.(backend.BF16Weights)
 	if err := probe.Close(); err != nil {
 		t.Errorf("%s: Close: %v", name, err)
 	}
@@ -75,6 +77,13 @@ func RunAll(t *testing.T, open func() backend.Backend) {
 			return
 		}
 		testFlashAttention(t, open)
+	})
+	t.Run("kernel=matmul_forward_bf16", func(t *testing.T) {
+		if !bf16 {
+			t.Logf("%s does not offer backend.BF16Weights; the model keeps float32 weights", name)
+			return
+		}
+		testBF16Weights(t, open)
 	})
 	t.Run("check=finite_difference", func(t *testing.T) { testFiniteDifferences(t, open) })
 	t.Run("check=sticky_error", func(t *testing.T) { testErrors(t, open) })
