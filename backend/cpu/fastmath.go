@@ -71,7 +71,7 @@ func geluBackwardFast(dinp, inp, dout []float32) {
 // cachedAttentionFast is cachedAttention reordered for the cache: each cached position's key and
 // value rows (all heads, C floats) are read once and in order, scores for every head are kept
 // in scores (NH*(s.Pos+t+1) floats, reused by the caller), and the dot products and updates
-// run with four accumulators. The softmax is the same, per head.
+// run with four accumulators. The softmax is the same, per head, with the vector kernels.
 func cachedAttentionFast(out, qkv, kc, vc []float32, s backend.CachedSeq, t, bs, C, NH int, scores []float32) {
 	hs := C / NH
 	scale := float32(1 / math.Sqrt(float64(hs)))
@@ -85,21 +85,7 @@ func cachedAttentionFast(out, qkv, kc, vc []float32, s backend.CachedSeq, t, bs,
 		}
 	}
 	for h := range NH {
-		w := scores[h*P : (h+1)*P]
-		maxv := float32(math.Inf(-1))
-		for _, v := range w {
-			maxv = max(maxv, v)
-		}
-		var sum float32
-		for i, v := range w {
-			e := exp32(v - maxv)
-			w[i] = e
-			sum += e
-		}
-		inv := 1 / sum
-		for i := range w {
-			w[i] *= inv
-		}
+		vecKern.softmax(scores[h*P:(h+1)*P], 1)
 	}
 	o := out[n*C : (n+1)*C]
 	clear(o)

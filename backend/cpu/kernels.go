@@ -7,8 +7,9 @@ import (
 )
 
 // The exported kernels check their arguments, then run the row kernels of ref.go: over all rows
-// in the reference backend, spread across cores by parallelFor in the fast one. Matmul alone has
-// a separate fast implementation (matmul.go).
+// in the reference backend, spread across cores by parallelFor in the fast one. Matmul
+// (matmul.go) and attention (attention.go) have separate fast implementations, and the fast
+// softmax, cross-entropy and GELU rows run the SIMD kernels of vec.go.
 
 // rows runs fn over [0, n): in one call for the reference backend, split across cores for the
 // fast one. fn must only write state owned by its rows.
@@ -182,7 +183,11 @@ func (b *Backend) AttentionForward(out, att, qkv backend.Buffer, B, T, C, NH int
 	if b.err != nil {
 		return
 	}
-	b.rows(B*NH, 1, func(lo, hi int) { attentionForward(o, a, q, T, C, NH, lo, hi) })
+	if b.fast {
+		attentionForwardFast(o, a, q, B, T, C, NH)
+		return
+	}
+	attentionForward(o, a, q, T, C, NH, 0, B*NH)
 }
 
 // AttentionBackward implements backend.Backend.
@@ -197,7 +202,11 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, att backend.Buffer, B, T, C
 	if b.err != nil {
 		return
 	}
-	b.rows(B*NH, 1, func(lo, hi int) { attentionBackward(dq, d, q, a, T, C, NH, lo, hi) })
+	if b.fast {
+		attentionBackwardFast(dq, d, q, a, B, T, C, NH)
+		return
+	}
+	attentionBackward(dq, d, q, a, T, C, NH, 0, B*NH)
 }
 
 // GELUForward implements backend.Backend.
@@ -212,7 +221,7 @@ func (b *Backend) GELUForward(out, inp backend.Buffer, n int) {
 	}
 	f := geluForward
 	if b.fast {
-		f = geluForwardFast
+		f = vecKern.gelu
 	}
 	b.rows(n, 4096, func(lo, hi int) { f(o[lo:hi], x[lo:hi]) })
 }
@@ -229,7 +238,7 @@ func (b *Backend) GELUBackward(dinp, inp, dout backend.Buffer, n int) {
 	}
 	f := geluBackward
 	if b.fast {
-		f = geluBackwardFast
+		f = vecKern.geluBackward
 	}
 	b.rows(n, 4096, func(lo, hi int) { f(dx[lo:hi], x[lo:hi], d[lo:hi]) })
 }
@@ -280,7 +289,11 @@ func (b *Backend) CrossEntropyForward(losses, probs, logits, targets backend.Buf
 	if b.err != nil || !b.targets(k, t, V) {
 		return
 	}
-	b.rows(N, 1, func(lo, hi int) { crossEntropyForward(l, p, x, t, V, lo, hi) })
+	if !b.fast {
+		crossEntropyForward(l, p, x, t, V, 0, N)
+		return
+	}
+	b.rows(N, 1, func(lo, hi int) { crossEntropyForwardFast(l, p, x, t, V, lo, hi) })
 }
 
 // targets records an error unless every target is in [0, V) or IgnoreIndex.
@@ -385,28 +398,15 @@ func (b *Backend) CachedAttention(out, qkv backend.Buffer, cache backend.KVCache
 	for _, s := range seqs {
 		cacheWrite(kc, vc, q, s, bs, C)
 	}
-	// One work item per (sequence token, head).
-	type item struct{ seq, tok int }
-	var items []item
-	for i, s := range seqs {
+	if b.fast {
+		cachedAttentionTasks(o, q, kc, vc, seqs, bs, C, NH)
+		return
+	}
+	for _, s := range seqs {
 		for t := range s.Len {
-			items = append(items, item{i, t})
+			cachedAttention(o, q, kc, vc, s, t, bs, C, NH)
 		}
 	}
-	b.rows(len(items), 4, func(lo, hi int) {
-		var scores []float32 // per range, reused across its tokens
-		for _, it := range items[lo:hi] {
-			s := seqs[it.seq]
-			if !b.fast {
-				cachedAttention(o, q, kc, vc, s, it.tok, bs, C, NH)
-				continue
-			}
-			if n := NH * (s.Pos + it.tok + 1); cap(scores) < n {
-				scores = make([]float32, n)
-			}
-			cachedAttentionFast(o, q, kc, vc, s, it.tok, bs, C, NH, scores)
-		}
-	})
 }
 
 // Gather implements backend.Backend.

@@ -168,4 +168,17 @@ func BenchmarkKernel(b *testing.B) {
 		}
 		gbps(b, float64(2*8*ctx*C*4)) // the keys and values read
 	})
+	// Prefill attention: one sequence of 512 new tokens through the cache, as the model's
+	// 512-token prefill runs it in every layer.
+	pk, pv := randBuf(b, be, ctx*C, rng), randBuf(b, be, ctx*C, rng)
+	pq, pout := randBuf(b, be, ctx*3*C, rng), randBuf(b, be, ctx*C, rng)
+	prefill := []backend.CachedSeq{{Row: 0, Len: ctx, Pos: 0, Blocks: seqs[0].Blocks}}
+	b.Run("kernel=cached_attention/seqs=1/len=512/c=768/nh=12", func(b *testing.B) {
+		for b.Loop() {
+			be.CachedAttention(pout, pq, backend.KVCache{K: pk, V: pv, BlockSize: bs}, prefill, C, NH)
+			sync(b, be)
+		}
+		flops := float64(NH*ctx*ctx/2) * float64(C/NH) * 4 // q·k and att·v over the causal half
+		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
 }
