@@ -13,6 +13,21 @@
 //	--output FORMAT    text (default) or json: one protojson line per response message, with the
 //	                   field names of the .proto files (bench prints one JSON object)
 //
+// Connection flags, global too:
+//
+//	--tls                  connect with TLS, verifying the server against the system's CAs
+//	--tls-ca FILE          PEM CA bundle to verify the server with instead (implies --tls)
+//	--tls-cert, --tls-key  PEM client certificate and key, for a server that requires them (mutual
+//	                       TLS; implies --tls)
+//	--tls-server-name N    the name to verify the server's certificate against (default: the
+//	                       host of --addr; implies --tls)
+//	--token TOKEN          bearer token sent with every call (default $MODELD_TOKEN; prefer the
+//	                       variable: a flag shows in the process list)
+//
+// modelcli pings the server after 30 s without activity (gRPC keepalive), so that a long, quiet
+// stream (a queued request, a training job between events) survives load balancers' idle
+// timeouts.
+//
 // Errors print the gRPC status on stderr ("modelcli: NotFound: ...") and exit 1; a bad
 // command line exits 2; Ctrl-C cancels the call and exits 130.
 //
@@ -115,6 +130,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -127,7 +144,9 @@ import (
 
 	"golang.org/x/term"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -178,6 +197,10 @@ type globals struct {
 	addr    string
 	timeout time.Duration
 	output  string
+
+	tls                            bool
+	tlsCA, tlsCert, tlsKey, tlsSNI string
+	token                          string
 }
 
 // register adds the global flags to fs. Their defaults are the current values, so a flag given
@@ -186,6 +209,12 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "server address `host:port` ($MODELD_ADDR)")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each call, e.g. 30s; 0 for none (in bench: of each request)")
 	fs.StringVar(&g.output, "output", g.output, "output `format`: text, or json (protojson lines with the proto field names)")
+	fs.BoolVar(&g.tls, "tls", g.tls, "connect with TLS, verifying the server against the system's CAs")
+	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "PEM CA bundle to verify the server with (implies --tls)")
+	fs.StringVar(&g.tlsCert, "tls-cert", g.tlsCert, "PEM client certificate, for mutual TLS (with --tls-key; implies --tls)")
+	fs.StringVar(&g.tlsKey, "tls-key", g.tlsKey, "PEM private key of --tls-cert")
+	fs.StringVar(&g.tlsSNI, "tls-server-name", g.tlsSNI, "`name` to verify the server's certificate against (default: the host of --addr; implies --tls)")
+	fs.StringVar(&g.token, "token", g.token, "bearer token sent with every call ($MODELD_TOKEN; prefer the variable, a flag shows in the process list)")
 }
 
 // cli is one invocation of modelcli.
@@ -215,6 +244,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		c.addr = v
 	}
 	c.output = "text"
+	c.token = os.Getenv("MODELD_TOKEN")
 	fs := flag.NewFlagSet("modelcli", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -327,15 +357,76 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	return pos, nil
 }
 
-// dial returns a connection to the server. It connects lazily: a server that is not there shows up
-// as Unavailable on the first call.
+// dial returns a connection to the server, with TLS and the bearer token as the connection flags
+// say, and keepalive pings. It connects lazily: a server that is not there shows up as
+// Unavailable on the first call. Errors are bad connection flags or unreadable files.
 func (c *cli) dial() (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := c.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		// Within the server's default enforcement (--keepalive-min-time 10s).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if c.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: c.token, secure: c.usesTLS()}))
+	}
+	conn, err := grpc.NewClient(c.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("--addr %s: %w", c.addr, err)
 	}
 	return conn, nil
 }
+
+// usesTLS reports whether the connection flags ask for TLS.
+func (c *cli) usesTLS() bool {
+	return c.tls || c.tlsCA != "" || c.tlsCert != "" || c.tlsKey != "" || c.tlsSNI != ""
+}
+
+// transportCredentials returns TLS credentials built from the connection flags, or plaintext
+// ones without them.
+func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
+	if !c.usesTLS() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{ServerName: c.tlsSNI, MinVersion: tls.VersionTLS12}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate", c.tlsCA)
+		}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, usagef("--tls-cert and --tls-key go together")
+	}
+	if c.tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// bearerToken sends "authorization: Bearer TOKEN" with every call. It may travel without TLS,
+// since modeld accepts tokens in clear text on loopback; secure says whether it travels with TLS.
+type bearerToken struct {
+	token  string
+	secure bool
+}
+
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearerToken) RequireTransportSecurity() bool { return b.secure }
 
 // callContext returns ctx with the --timeout deadline, if any.
 func (c *cli) callContext(ctx context.Context) (context.Context, context.CancelFunc) {

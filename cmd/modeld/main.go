@@ -14,13 +14,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/modeld-dev/modeld/backend"
-	_ "github.com/modeld-dev/modeld/backend/cpu" // registers "cpu"
+	_ "github.com/modeld-dev/modeld/backend/cpu"  // registers "cpu"
+	_ "github.com/modeld-dev/modeld/backend/cuda" // registers "cuda"
 	"github.com/modeld-dev/modeld/internal/builtin"
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
@@ -39,6 +39,19 @@ type config struct {
 	maxPromptTokens, maxNewTokens     int
 	drainTimeout                      time.Duration
 	hubEndpoint                       string
+	metricsAddr                       string // observability.go
+
+	// Security and limits (security.go). authTokens is MODELD_AUTH_TOKENS: no flag, so that
+	// tokens stay out of the process list.
+	authTokenFile, authTokens       string
+	insecure                        bool
+	tlsCert, tlsKey, tlsClientCA    string
+	maxMessageBytes, rateBurst      int
+	rateLimit                       float64
+	maxConcurrentStreams            uint
+	keepaliveTime, keepaliveTimeout time.Duration
+	keepaliveMinTime                time.Duration
+	logPayloads                     bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -56,6 +69,13 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.engine.MaxQueue, "max-queue", 256, "most requests waiting per model; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.engine.MaxN, "max-n", 16, "largest n (sequences per request)")
 	fs.IntVar(&c.engine.BlockSize, "kv-block-size", 16, "positions per KV-cache block")
+	fs.Func("weights-dtype", "dtype of the matmul weights for inference: f32 (default) or bf16 (half the bytes a decode step reads, logits within a few hundredths; CPU backend)", func(v string) error {
+		if v != "f32" && v != "bf16" {
+			return fmt.Errorf("want f32 or bf16, not %q", v)
+		}
+		c.engine.WeightsBF16 = v == "bf16"
+		return nil
+	})
 	fs.IntVar(&c.kvCacheMiB, "kv-cache-mib", 0, "KV-cache memory per model in MiB (0: enough for max-running full-context sequences, at most 1024)")
 	fs.IntVar(&c.maxPromptTokens, "max-prompt-tokens", 0, "most prompt tokens per request (0: the model's context)")
 	fs.IntVar(&c.maxNewTokens, "max-new-tokens", 0, "largest max_new_tokens per request (0: the model's context)")
@@ -63,6 +83,20 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.hubEndpoint, "hub-endpoint", "https://huggingface.co", "Hugging Face Hub for PullModel (HF_ENDPOINT also sets it; HF_TOKEN authenticates)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "address (host:port) serving Prometheus metrics on /metrics, e.g. 127.0.0.1:9464 (\"\": none); tracing is set by the OTEL_* variables")
+	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "file of the bearer tokens clients must send (one a line, # comments; MODELD_AUTH_TOKENS adds comma-separated ones); none: no authentication")
+	fs.BoolVar(&c.insecure, "insecure", false, "allow listening beyond loopback without authentication (bearer tokens or client certificates)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) of the server; with --tls-key, serve TLS")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM CA bundle: require client certificates it signed (mutual TLS)")
+	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", 4<<20, "largest request message in bytes (an UploadDataset chunk, a prompt); larger get RESOURCE_EXHAUSTED")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0, "calls per second each client may start (a stream counts once), by token or else IP; more get RESOURCE_EXHAUSTED (0: no limit)")
+	fs.IntVar(&c.rateBurst, "rate-burst", 0, "calls a client may start at once above --rate-limit (0: ceil(--rate-limit))")
+	fs.UintVar(&c.maxConcurrentStreams, "max-concurrent-streams", 1024, "most concurrent calls per client connection; more wait in the client (0: gRPC's limit, 2^32-1)")
+	fs.DurationVar(&c.keepaliveTime, "keepalive-time", 30*time.Second, "ping a client after this long without activity, keeping idle streams alive through load balancers")
+	fs.DurationVar(&c.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose ping is not answered within this time")
+	fs.DurationVar(&c.keepaliveMinTime, "keepalive-min-time", 10*time.Second, "shortest interval between a client's pings; clients pinging more often are disconnected")
+	fs.BoolVar(&c.logPayloads, "log-payloads", false, "log every request and response message: prompts, generated text, training data (off: no content is logged)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: modeld [flags]\n\nServes the models of --models-dir over gRPC. Every flag can also be set by an environment\nvariable: MODELD_ and the flag's name in upper case with '-' as '_' (MODELD_MODELS_DIR).\n\n")
 		fs.PrintDefaults()
@@ -81,6 +115,7 @@ func parseFlags(args []string) (config, error) {
 			}
 		}
 	})
+	c.authTokens = os.Getenv("MODELD_AUTH_TOKENS")
 	if v, ok := os.LookupEnv("HF_ENDPOINT"); ok && !set["hub-endpoint"] {
 		c.hubEndpoint = v
 	}
@@ -127,6 +162,17 @@ func main() {
 
 // run serves until ctx ends (SIGINT or SIGTERM in main), then drains.
 func run(ctx context.Context, c config, log *slog.Logger) error {
+	tokens, err := readTokens(c.authTokenFile, c.authTokens)
+	if err != nil {
+		return err
+	}
+	transport, err := transportOptions(c)
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(c, len(tokens) > 0); err != nil {
+		return err
+	}
 	// Check the backend choice once at start, and say why better ones were skipped.
 	b, skipped, err := backend.Open(c.backend)
 	if err != nil {
@@ -135,21 +181,24 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	for _, why := range skipped {
 		log.Info("backend skipped", "reason", why)
 	}
-	if c.backend == "auto" && !slices.Contains(backend.Names(), "cuda") {
-		log.Info("backend skipped", "backend", "cuda", "reason", "this build has no CUDA backend")
-	}
 	log.Info("backend selected", "backend", b.Name(), "registered", backend.Names())
 	chosen := b.Name()
 	b.Close()
 
+	obs, err := startObservability(ctx, c.metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	reg, err := registry.New(registry.Options{
 		Dir: c.modelsDir,
 		Backend: func() (backend.Backend, error) {
 			b, _, err := backend.Open(chosen)
 			return b, err
 		},
-		Engine: c.engine,
-		Log:    log,
+		Engine:   c.engine,
+		Observer: obs.engineObserver,
+		Log:      log,
 	})
 	if err != nil {
 		return err
@@ -162,6 +211,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			Registry:  reg,
 			Backend:   func() (backend.Backend, error) { b, _, err := backend.Open(chosen); return b, err },
 			MaxQueued: c.maxQueuedJobs,
+			Observer:  obs.trainObserver(),
 			Log:       log,
 		})
 		if err != nil {
@@ -178,6 +228,14 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		MaxPromptTokens: c.maxPromptTokens,
 		MaxNewTokens:    c.maxNewTokens,
 		Log:             log,
+		AuthTokens:      tokens,
+		RateLimit:       c.rateLimit,
+		RateBurst:       c.rateBurst,
+		MaxRecvMsgBytes: c.maxMessageBytes,
+		LogPayloads:     c.logPayloads,
+
+		UnaryInterceptors:  obs.unaryInterceptors(),
+		StreamInterceptors: obs.streamInterceptors(),
 	})
 	if c.defaultModel == builtin.Name {
 		wrote, err := builtin.Install(c.modelsDir)
@@ -197,10 +255,17 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	g := srv.GRPCServer()
+	g := srv.GRPCServer(append(transport, obs.serverOptions()...)...)
+	obs.watch(g, reg, jobs)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
-	log.Info("modeld serving", "addr", lis.Addr().String(), "models_dir", c.modelsDir, "data_dir", c.dataDir, "default_model", c.defaultModel)
+	log.Info("modeld serving", "addr", lis.Addr().String(), "models_dir", c.modelsDir, "data_dir", c.dataDir, "default_model", c.defaultModel,
+		"tls", c.tlsCert != "", "client_certs", c.tlsClientCA != "", "auth_tokens", len(tokens), "rate_limit", c.rateLimit)
+	if len(tokens) > 0 && c.tlsCert == "" {
+		if local, _ := loopback(c.addr); !local {
+			log.Warn("bearer tokens travel in clear text: give --tls-cert and --tls-key")
+		}
+	}
 
 	select {
 	case err := <-served:

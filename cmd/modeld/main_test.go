@@ -109,7 +109,7 @@ func TestServesBuiltinOnCPU(t *testing.T) {
 	rec.mu.Lock()
 	log := strings.Join(rec.lines, "\n")
 	rec.mu.Unlock()
-	for _, want := range []string{"backend selected backend=cpu", "backend skipped backend=cuda reason=this build has no CUDA backend", "built-in model installed", "draining"} {
+	for _, want := range []string{"backend selected backend=cpu", "backend skipped reason=backend: cuda: no CUDA driver (libcuda.so.1 not found)", "built-in model installed", "draining"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -46,10 +46,42 @@ type Config struct {
 	MaxN int
 	// BlockSize is the number of positions in one KV-cache block [16].
 	BlockSize int
+	// WeightsBF16 keeps the matmul weights that inference reads in bfloat16, when the backend
+	// offers it (model.InferenceOptions.WeightsBF16): half the bytes a decode step reads, logits
+	// within a few hundredths of float32's.
+	WeightsBF16 bool
 	// KVCacheBytes is the memory of the KV cache, in bytes [enough for MaxRunning sequences of
 	// the model's full context, at most 1 GiB].
 	KVCacheBytes int64
+	// Observer is told of each request's admission, tokens and finish, for metrics; nil
+	// observes nothing.
+	Observer Observer
 }
+
+// Observer receives the events of an engine's requests, for metrics. Its methods run on the
+// engine's loop goroutine, between the steps of the batch: they must return at once, without
+// blocking or calling the engine. A request with n sequences is admitted once and has n first
+// tokens and n finishes (vLLM counts each of the n as a request of its own).
+type Observer interface {
+	// Admitted is called when a request joins the batch, after waiting queue since Submit;
+	// promptTokens is the length of its prompt, prefilled once for its n sequences.
+	Admitted(queue time.Duration, promptTokens int)
+	// FirstToken is called when a sequence generates its first token, ttft after Submit.
+	FirstToken(ttft time.Duration)
+	// NextToken is called for every later token of a sequence, itl after its previous token.
+	NextToken(itl time.Duration)
+	// Finished is called once per sequence that ends with a reason (stop, length or
+	// cancelled). Requests cancelled before admission, and sequences ended by ErrClosed or a
+	// failed step, have no finish and are not reported.
+	Finished(f Finish)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Admitted(time.Duration, int) {}
+func (nopObserver) FirstToken(time.Duration)    {}
+func (nopObserver) NextToken(time.Duration)     {}
+func (nopObserver) Finished(Finish)             {}
 
 func (c Config) withDefaults(mc model.Config) Config {
 	def := func(v *int, d int) {
@@ -62,6 +94,9 @@ func (c Config) withDefaults(mc model.Config) Config {
 	def(&c.MaxQueue, 256)
 	def(&c.MaxN, 16)
 	def(&c.BlockSize, 16)
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if c.KVCacheBytes <= 0 {
 		blocks := c.MaxRunning * ((mc.NPositions + c.BlockSize - 1) / c.BlockSize)
 		c.KVCacheBytes = min(mc.KVCacheBytes(blocks, c.BlockSize), 1<<30)
@@ -206,9 +241,12 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, cfg Config, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
-	inf, err := m.NewInference(cfg.MaxBatchTokens)
+	inf, err := m.NewInferenceWith(context.Background(), cfg.MaxBatchTokens, model.InferenceOptions{WeightsBF16: cfg.WeightsBF16})
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if cfg.WeightsBF16 {
+		log.Info("inference weights", "dtype", inf.WeightsDType(), "backend", m.Backend.Name())
 	}
 	kv, err := m.NewKVCache(numBlocks, cfg.BlockSize)
 	if err != nil {
@@ -378,6 +416,7 @@ type seq struct {
 	text     []byte // decoded generated text
 	sent     int    // bytes of text already streamed
 	ttft     time.Duration
+	last     time.Time // when the latest token was sampled
 	finished bool
 }
 
@@ -495,8 +534,8 @@ func (e *Engine) closeEnded(ended []*request) {
 // admit moves waiting requests into the batch, in arrival order, while their KV blocks and
 // sequences fit.
 func (e *Engine) admit() {
+	admitted := len(e.running)
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	running := 0
 	for _, r := range e.running {
 		running += len(r.seqs)
@@ -504,7 +543,7 @@ func (e *Engine) admit() {
 	for len(e.waiting) > 0 {
 		r := e.waiting[0]
 		if r.needBlocks > len(e.free) || running+len(r.seqs) > e.cfg.MaxRunning {
-			return
+			break
 		}
 		e.waiting = e.waiting[1:]
 		per := r.needBlocks / len(r.seqs)
@@ -516,6 +555,10 @@ func (e *Engine) admit() {
 		r.admitted = time.Now()
 		running += len(r.seqs)
 		e.running = append(e.running, r)
+	}
+	e.mu.Unlock()
+	for _, r := range e.running[admitted:] {
+		e.cfg.Observer.Admitted(r.admitted.Sub(r.submitted), len(r.r.Prompt))
 	}
 }
 
@@ -651,7 +694,11 @@ func (e *Engine) sample(s *seq, logits []float32, now time.Time) error {
 	s.tokens = append(s.tokens, res.Token)
 	if gen == 0 {
 		s.ttft = now.Sub(r.submitted)
+		e.cfg.Observer.FirstToken(s.ttft)
+	} else {
+		e.cfg.Observer.NextToken(now.Sub(s.last))
 	}
+	s.last = now
 	ch := Chunk{Index: s.index, Tokens: []sampling.Result{res}}
 	if !r.sentFirst {
 		ch.PromptLogprobs = r.promptLP
@@ -720,6 +767,7 @@ func (e *Engine) fillFinish(s *seq, fin *Finish, now time.Time) {
 	}
 	fin.TTFT = s.ttft
 	fin.Total = now.Sub(r.submitted)
+	e.cfg.Observer.Finished(*fin)
 }
 
 func (r *request) done() bool {

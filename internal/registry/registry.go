@@ -24,7 +24,7 @@ import (
 )
 
 // ErrInvalidName is wrapped by errors for a model name that is empty, starts with a dot, or
-// holds a path separator or "..".
+// holds a character outside [A-Za-z0-9._-] or "..", or is longer than 128 characters (see [ValidName]).
 var ErrInvalidName = errors.New("invalid model name")
 
 // ErrExists is wrapped when a model of that name exists already (pull, train output).
@@ -70,6 +70,9 @@ type Options struct {
 	Backend func() (backend.Backend, error)
 	// Engine configures each model's engine.
 	Engine engine.Config
+	// Observer, if set, gives the engine.Observer of the model name's engine (its
+	// Engine.Observer is then ignored).
+	Observer func(name string) engine.Observer
 	// Log receives load and unload events; slog.Default() if nil.
 	Log *slog.Logger
 }
@@ -105,11 +108,17 @@ func New(opt Options) (*Registry, error) {
 // Dir is the models directory.
 func (r *Registry) Dir() string { return r.opt.Dir }
 
-// ValidName reports whether name can name a model folder.
+// ValidName reports whether name can name a model folder: 1 to 128 characters of
+// [A-Za-z0-9._-], not starting with a dot and without "..", as ModelService documents. The
+// allowlist keeps names free of path separators, control characters and anything a shell or a
+// log line would read differently. The error wraps [ErrInvalidName].
 func ValidName(name string) error {
-	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") ||
-		strings.ContainsRune(name, 0) || len(name) > 255 {
-		return fmt.Errorf("registry: %w: %q", ErrInvalidName, name)
+	ok := name != "" && len(name) <= 128 && name[0] != '.' && !strings.Contains(name, "..")
+	for _, c := range []byte(name) {
+		ok = ok && ('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-')
+	}
+	if !ok {
+		return fmt.Errorf("registry: %w: %q: want 1 to 128 characters of A-Z a-z 0-9 . _ -, not starting with '.' and without \"..\"", ErrInvalidName, name)
 	}
 	return nil
 }
@@ -266,7 +275,11 @@ func (r *Registry) load(name string, s *slot) {
 			return
 		}
 	}
-	e, err := engine.New(m, tok, r.opt.Engine, r.opt.Log.With("model", name))
+	cfg := r.opt.Engine
+	if r.opt.Observer != nil {
+		cfg.Observer = r.opt.Observer(name)
+	}
+	e, err := engine.New(m, tok, cfg, r.opt.Log.With("model", name))
 	if err != nil {
 		b.Close()
 		fail(err)
@@ -329,6 +342,24 @@ func (r *Registry) Loaded() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Engines returns the engines of the models loaded and serving, by model name; models still
+// loading or failed are left out. It loads nothing.
+func (r *Registry) Engines() map[string]*engine.Engine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]*engine.Engine, len(r.loaded))
+	for name, s := range r.loaded {
+		select {
+		case <-s.ready:
+			if s.engine != nil {
+				out[name] = s.engine
+			}
+		default:
+		}
+	}
+	return out
 }
 
 // Close unloads every model; later Engine calls fail with engine.ErrClosed.

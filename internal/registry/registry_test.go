@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -58,7 +59,7 @@ func TestListAndGet(t *testing.T) {
 			t.Errorf("Get(%q) error = %v, want fs.ErrNotExist", name, err)
 		}
 	}
-	for _, name := range []string{"", "..", "../tiny", "a/b", `a\b`, ".hidden"} {
+	for _, name := range []string{"", "..", "../tiny", "a/b", `a\b`, ".hidden", "tiny/..", "a..b", "/etc", "a\x00b", "a\nb", "a\x7fb", "\xff", "a b", "a:b", "模型", strings.Repeat("x", 129)} {
 		if _, err := r.Get(name); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("Get(%q) error = %v, want ErrInvalidName", name, err)
 		}
@@ -117,5 +118,13 @@ func TestEngineLoadFailure(t *testing.T) {
 	// A failed load is forgotten: the next call tries again.
 	if got := r.Loaded(); len(got) != 0 {
 		t.Errorf("Loaded after a failure = %v, want none", got)
+	}
+}
+
+func TestValidNameAccepts(t *testing.T) {
+	for _, name := range []string{"tiny", "gpt2-go", "gpt2.mine", "a_b-1", "X9", strings.Repeat("y", 128)} {
+		if err := ValidName(name); err != nil {
+			t.Errorf("ValidName(%q) = %v, want nil", name, err)
+		}
 	}
 }

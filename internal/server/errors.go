@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/modeld-dev/modeld/backend"
 	"github.com/modeld-dev/modeld/internal/engine"
 	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/train"
@@ -19,8 +20,9 @@ import (
 )
 
 // toStatus maps an error from the layers below to a gRPC status: the one place where errors
-// become codes (see DESIGN.md, Errors). Unknown errors are Internal and logged with detail.
-func toStatus(log *slog.Logger, err error) error {
+// become codes (see DESIGN.md, Errors). Unknown errors are Internal and logged with detail, with
+// the call's fields from ctx.
+func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -43,7 +45,8 @@ func toStatus(log *slog.Logger, err error) error {
 		errors.Is(err, registry.ErrInvalidName), errors.Is(err, tokenizer.ErrUnknownID),
 		errors.Is(err, registry.ErrInvalidRepo), errors.Is(err, train.ErrInvalidJob), errors.Is(err, train.ErrInvalidData):
 		code = codes.InvalidArgument
-	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, train.ErrQueueFull), errors.Is(err, train.ErrTooLarge):
+	case errors.Is(err, engine.ErrOverloaded), errors.Is(err, train.ErrQueueFull), errors.Is(err, train.ErrTooLarge),
+		errors.Is(err, backend.ErrOutOfMemory):
 		code = codes.ResourceExhausted
 	case errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable
@@ -55,7 +58,7 @@ func toStatus(log *slog.Logger, err error) error {
 		code = codes.Unavailable // the Hub could not be reached
 	}
 	if code == codes.Internal {
-		log.Error("internal error", "err", err)
+		log.ErrorContext(ctx, "internal error", "err", err)
 	}
 	return status.Error(code, err.Error())
 }

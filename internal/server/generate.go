@@ -45,10 +45,10 @@ func (s *Server) engineFor(ctx context.Context, name string) (*engine.Engine, er
 // Generate streams the generated tokens of every sequence of the request.
 func (g *generateService) Generate(req *modeldv1.GenerateRequest, stream grpc.ServerStreamingServer[modeldv1.GenerateResponse]) error {
 	ctx := stream.Context()
-	log := g.s.opt.Log
+	log := g.s.log
 	e, err := g.s.engineFor(ctx, req.GetModel())
 	if err != nil {
-		return toStatus(log, err)
+		return toStatus(ctx, log, err)
 	}
 	tok := e.Tokenizer()
 	prompt := req.GetPromptTokenIds()
@@ -80,7 +80,7 @@ func (g *generateService) Generate(req *modeldv1.GenerateRequest, stream grpc.Se
 	}
 	st, err := e.Submit(ctx, r)
 	if err != nil {
-		return toStatus(log, err)
+		return toStatus(ctx, log, err)
 	}
 	for {
 		chunks, err := st.Recv(ctx)
@@ -88,7 +88,7 @@ func (g *generateService) Generate(req *modeldv1.GenerateRequest, stream grpc.Se
 			return nil
 		}
 		if err != nil {
-			return toStatus(log, err)
+			return toStatus(ctx, log, err)
 		}
 		for _, c := range chunks {
 			if err := stream.Send(response(tok, r.Prompt, c, r.Sampling.Logprobs)); err != nil {
@@ -187,7 +187,7 @@ func response(tok *tokenizer.Tokenizer, prompt []int32, c engine.Chunk, logprobs
 func (g *generateService) Tokenize(ctx context.Context, req *modeldv1.TokenizeRequest) (*modeldv1.TokenizeResponse, error) {
 	e, err := g.s.engineFor(ctx, req.GetModel())
 	if err != nil {
-		return nil, toStatus(g.s.opt.Log, err)
+		return nil, toStatus(ctx, g.s.log, err)
 	}
 	tok := e.Tokenizer()
 	if tok == nil {

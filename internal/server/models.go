@@ -47,7 +47,7 @@ func modelProto(in registry.Info) *modeldv1.Model {
 func (ms *modelService) ListModels(ctx context.Context, _ *modeldv1.ListModelsRequest) (*modeldv1.ListModelsResponse, error) {
 	list, err := ms.s.opt.Registry.List()
 	if err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	resp := &modeldv1.ListModelsResponse{}
 	for _, in := range list {
@@ -60,7 +60,7 @@ func (ms *modelService) ListModels(ctx context.Context, _ *modeldv1.ListModelsRe
 func (ms *modelService) GetModel(ctx context.Context, req *modeldv1.GetModelRequest) (*modeldv1.GetModelResponse, error) {
 	in, err := ms.s.opt.Registry.Get(req.GetName())
 	if err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	return &modeldv1.GetModelResponse{Model: modelProto(in)}, nil
 }
@@ -68,11 +68,11 @@ func (ms *modelService) GetModel(ctx context.Context, req *modeldv1.GetModelRequ
 // LoadModel loads a model and returns when it serves.
 func (ms *modelService) LoadModel(ctx context.Context, req *modeldv1.LoadModelRequest) (*modeldv1.LoadModelResponse, error) {
 	if _, err := ms.s.engineFor(ctx, req.GetName()); err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	in, err := ms.s.opt.Registry.Get(req.GetName())
 	if err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	return &modeldv1.LoadModelResponse{Model: modelProto(in)}, nil
 }
@@ -81,14 +81,14 @@ func (ms *modelService) LoadModel(ctx context.Context, req *modeldv1.LoadModelRe
 func (ms *modelService) UnloadModel(ctx context.Context, req *modeldv1.UnloadModelRequest) (*modeldv1.UnloadModelResponse, error) {
 	in, err := ms.s.opt.Registry.Get(req.GetName())
 	if err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	if err := ms.s.opt.Registry.Unload(req.GetName()); err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	in, err = ms.s.opt.Registry.Get(in.Name)
 	if err != nil {
-		return nil, toStatus(ms.s.opt.Log, err)
+		return nil, toStatus(ctx, ms.s.log, err)
 	}
 	return &modeldv1.UnloadModelResponse{Model: modelProto(in)}, nil
 }
@@ -114,7 +114,7 @@ func (ms *modelService) PullModel(req *modeldv1.PullModelRequest, stream grpc.Se
 		return sendErr
 	}
 	if err != nil {
-		return toStatus(ms.s.opt.Log, err)
+		return toStatus(stream.Context(), ms.s.log, err)
 	}
 	return stream.Send(&modeldv1.PullModelResponse{Done: true, Model: modelProto(in)})
 }

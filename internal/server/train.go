@@ -147,7 +147,7 @@ func (ts *trainService) CreateTrainingJob(ctx context.Context, req *modeldv1.Cre
 	}
 	job, err := m.Create(ctx, s)
 	if err != nil {
-		return nil, toStatus(ts.s.opt.Log, err)
+		return nil, toStatus(ctx, ts.s.log, err)
 	}
 	return &modeldv1.CreateTrainingJobResponse{Job: jobProto(job)}, nil
 }
@@ -160,7 +160,7 @@ func (ts *trainService) GetTrainingJob(ctx context.Context, req *modeldv1.GetTra
 	}
 	job, err := m.Get(req.GetId())
 	if err != nil {
-		return nil, toStatus(ts.s.opt.Log, err)
+		return nil, toStatus(ctx, ts.s.log, err)
 	}
 	return &modeldv1.GetTrainingJobResponse{Job: jobProto(job)}, nil
 }
@@ -192,7 +192,7 @@ func (ts *trainService) CancelTrainingJob(ctx context.Context, req *modeldv1.Can
 	}
 	job, err := m.Cancel(req.GetId())
 	if err != nil {
-		return nil, toStatus(ts.s.opt.Log, err)
+		return nil, toStatus(ctx, ts.s.log, err)
 	}
 	return &modeldv1.CancelTrainingJobResponse{Job: jobProto(job)}, nil
 }
@@ -226,7 +226,7 @@ func (ts *trainService) WatchTrainingJob(req *modeldv1.WatchTrainingJobRequest, 
 	err = m.Watch(stream.Context(), req.GetId(), req.GetAfterSequence(), func(ev train.Event) error {
 		return stream.Send(&modeldv1.WatchTrainingJobResponse{Event: eventProto(ev)})
 	})
-	return toStatus(ts.s.opt.Log, err)
+	return toStatus(stream.Context(), ts.s.log, err)
 }
 
 // UploadDataset stores a dataset sent as a stream of chunks after an info message.
@@ -237,7 +237,7 @@ func (ts *trainService) UploadDataset(stream grpc.ClientStreamingServer[modeldv1
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return toStatus(ts.s.opt.Log, err)
+		return toStatus(stream.Context(), ts.s.log, err)
 	}
 	info := first.GetInfo()
 	if info == nil {
@@ -255,7 +255,7 @@ func (ts *trainService) UploadDataset(stream grpc.ClientStreamingServer[modeldv1
 	}
 	d, err := m.Upload(stream.Context(), info.GetName(), format, &chunkReader{stream: stream}, limit)
 	if err != nil {
-		return toStatus(ts.s.opt.Log, err)
+		return toStatus(stream.Context(), ts.s.log, err)
 	}
 	return stream.SendAndClose(&modeldv1.UploadDatasetResponse{DatasetId: d.ID, SizeBytes: uint64(d.Size), Sha256: d.SHA256, NumExamples: uint64(d.Examples)})
 }

@@ -40,7 +40,31 @@ type Options struct {
 	Backend func() (backend.Backend, error)
 	// MaxQueued is the most jobs waiting [16].
 	MaxQueued int
-	Log       *slog.Logger
+	// Observer is told of every optimizer step, for metrics; nil observes nothing.
+	Observer Observer
+	Log      *slog.Logger
+}
+
+// Observer receives the optimizer steps of the running job, for metrics. Step runs on the
+// runner's goroutine between steps: it must return at once, without calling the Manager.
+type Observer interface {
+	// Step is called after each optimizer step of a job; took is the step's time in the
+	// runner (forward, backward and AdamW over its micro-batches).
+	Step(took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Step(time.Duration) {}
+
+// Stats is a snapshot of the jobs, for metrics.
+type Stats struct {
+	// Jobs counts the jobs in each state.
+	Jobs map[State]int
+	// Running is the job training now (at most one); its ID is "" when none is.
+	Running Job
+	// Last is the running job's latest optimizer step; zero before its first.
+	Last StepMetrics
 }
 
 // Manager runs training jobs one at a time, in creation order, and keeps their state, events
@@ -67,6 +91,7 @@ type jobState struct {
 	events  []Event
 	changed chan struct{} // closed and replaced when the job or its events change
 	cancel  context.CancelFunc
+	last    StepMetrics // the latest step while the job runs
 }
 
 // Open loads the jobs in opt.DataDir and starts the runner. A job that was running when the
@@ -78,6 +103,9 @@ func Open(opt Options) (*Manager, error) {
 	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
+	}
+	if opt.Observer == nil {
+		opt.Observer = nopObserver{}
 	}
 	for _, d := range []string{"jobs", "datasets"} {
 		if err := os.MkdirAll(filepath.Join(opt.DataDir, d), 0o755); err != nil {
@@ -438,6 +466,20 @@ func (m *Manager) List(after string, limit int) ([]Job, string) {
 	return out, ""
 }
 
+// Stats counts the jobs by state and describes the running one.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := Stats{Jobs: map[State]int{}}
+	for _, js := range m.jobs {
+		st.Jobs[js.job.State]++
+		if js.job.State == Running {
+			st.Running, st.Last = js.job, js.last
+		}
+	}
+	return st
+}
+
 // Cancel stops a queued or running job; a running one stops within one step. It fails with
 // ErrNotCancellable for a job that already ended.
 func (m *Manager) Cancel(id string) (Job, error) {
@@ -610,19 +652,22 @@ func (m *Manager) train(ctx context.Context, js *jobState, spec Spec) error {
 		if err != nil {
 			return fmt.Errorf("step %d: %w", step, err)
 		}
-		elapsed := time.Since(start)
+		took, elapsed := time.Since(t0), time.Since(start)
+		l32 := float32(loss)
+		sm := StepMetrics{Step: step, TotalSteps: p.total, Epoch: epoch, Loss: l32,
+			LearningRate: opt.LearningRate, GradNorm: float32(norm),
+			TokensPerSecond: tokensPerStep / took.Seconds(),
+			ETA:             time.Duration(float64(elapsed) / float64(step) * float64(p.total-step))}
 		m.mu.Lock()
 		js.job.Step = step
-		l32 := float32(loss)
 		js.job.Loss = &l32
+		js.last = sm
 		if step%h.LogEvery == 0 || step == p.total {
-			m.emit(js, Event{Step: &StepMetrics{Step: step, TotalSteps: p.total, Epoch: epoch, Loss: l32,
-				LearningRate: opt.LearningRate, GradNorm: float32(norm),
-				TokensPerSecond: tokensPerStep / time.Since(t0).Seconds(),
-				ETA:             time.Duration(float64(elapsed) / float64(step) * float64(p.total-step))}})
+			m.emit(js, Event{Step: &sm})
 			m.persist(js)
 		}
 		m.mu.Unlock()
+		m.opt.Observer.Step(took)
 		if len(p.eval) > 0 && ((h.EvalEvery > 0 && step%h.EvalEvery == 0) || step == p.total) {
 			evalLoss, err := evaluate(ctx, tr, p.eval, h.BatchSize, h.SeqLen)
 			if err != nil {
