@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -16,6 +17,14 @@ type rawMemory interface {
 // block is one device allocation of size bytes (a bucket size) at ptr.
 type block struct {
 	ptr, size uint64
+}
+
+// cachedBlock is a block in a free list: ptr, and seq, the number of the last batch of calls
+// that the releasing handle had handed to the worker when it gave the block back (see
+// device.send). Calls that use the block are in batches up to seq, so the block may go back to
+// the driver only once the worker has passed batch seq.
+type cachedBlock struct {
+	ptr, seq uint64
 }
 
 // Bucket sizes, as PyTorch's CUDACachingAllocator rounds (kMinBlockSize, kSmallSize,
@@ -48,20 +57,22 @@ func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
 // Handles take cached blocks and give blocks back on their own goroutines (no round trip to
 // the worker); only the worker asks the driver for memory (alloc) or gives it back
 // (emptyCache). A handle hands its queued calls to the worker before it gives a block back, so
-// whoever takes the block next queues its work after them.
+// whoever takes the block next queues its work after them. Those calls may still wait in the
+// worker's queue behind the call that runs alloc (another handle's), so a cached block records
+// the batch they are in and alloc gives back to the driver only blocks of batches it has passed.
 type cachingAllocator struct {
 	mu  sync.Mutex // guards free, cached, inUse
 	raw rawMemory
 	// drain waits for the work queued on the device before cached blocks go back to the
 	// driver, since queued kernels may still use them.
 	drain  func() error
-	free   map[uint64][]uint64 // bucket size -> cached blocks
-	cached uint64              // bytes in free
-	inUse  uint64              // bytes handed out
+	free   map[uint64][]cachedBlock // bucket size -> cached blocks
+	cached uint64                   // bytes in free
+	inUse  uint64                   // bytes handed out
 }
 
 func newCachingAllocator(raw rawMemory, drain func() error) *cachingAllocator {
-	return &cachingAllocator{raw: raw, drain: drain, free: map[uint64][]uint64{}}
+	return &cachingAllocator{raw: raw, drain: drain, free: map[uint64][]cachedBlock{}}
 }
 
 // take returns a cached block for a request of bytes, if its bucket has one.
@@ -76,17 +87,18 @@ func (a *cachingAllocator) takeLocked(size uint64) (block, bool) {
 	if len(list) == 0 {
 		return block{}, false
 	}
-	ptr := list[len(list)-1]
+	c := list[len(list)-1]
 	a.free[size] = list[:len(list)-1]
 	a.cached -= size
 	a.inUse += size
-	return block{ptr: ptr, size: size}, true
+	return block{ptr: c.ptr, size: size}, true
 }
 
 // alloc returns a block of at least bytes bytes, from the cache when one of its bucket is
-// there, else from the driver (on the worker). When the driver is out of memory it empties the
-// cache and tries once more, as PyTorch does; the error then wraps ErrOutOfMemory.
-func (a *cachingAllocator) alloc(bytes uint64) (block, error) {
+// there, else from the driver (on the worker, running batch number running). When the driver is
+// out of memory it gives the cached blocks of batches before running back to the driver and
+// tries once more, as PyTorch does; the error then wraps ErrOutOfMemory.
+func (a *cachingAllocator) alloc(bytes, running uint64) (block, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	size := bucketSize(bytes)
@@ -95,7 +107,7 @@ func (a *cachingAllocator) alloc(bytes uint64) (block, error) {
 	}
 	ptr, err := a.raw.malloc(size)
 	if errors.Is(err, ErrOutOfMemory) && a.cached > 0 {
-		if err := a.emptyCacheLocked(); err != nil {
+		if err := a.emptyCacheLocked(running); err != nil {
 			return block{}, err
 		}
 		ptr, err = a.raw.malloc(size)
@@ -107,24 +119,28 @@ func (a *cachingAllocator) alloc(bytes uint64) (block, error) {
 	return block{ptr: ptr, size: size}, nil
 }
 
-// release puts b back in the cache.
-func (a *cachingAllocator) release(b block) {
+// release puts b back in the cache; seq is the last batch the releasing handle handed to the
+// worker (the calls that use b are in it or before it).
+func (a *cachingAllocator) release(b block, seq uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.free[b.size] = append(a.free[b.size], b.ptr)
+	a.free[b.size] = append(a.free[b.size], cachedBlock{ptr: b.ptr, seq: seq})
 	a.cached += b.size
 	a.inUse -= b.size
 }
 
 // emptyCache gives every cached block back to the driver, after the queued work is done (on
-// the worker).
+// the worker, when no handle queues work any more: at teardown).
 func (a *cachingAllocator) emptyCache() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.emptyCacheLocked()
+	return a.emptyCacheLocked(math.MaxUint64)
 }
 
-func (a *cachingAllocator) emptyCacheLocked() error {
+// emptyCacheLocked gives the cached blocks released in batches before running back to the
+// driver, after the work on the stream is done. Later blocks stay cached: calls that use them
+// are still queued behind the current one.
+func (a *cachingAllocator) emptyCacheLocked(running uint64) error {
 	if a.cached == 0 {
 		return nil
 	}
@@ -133,13 +149,22 @@ func (a *cachingAllocator) emptyCacheLocked() error {
 	}
 	var errs []error
 	for size, list := range a.free {
-		for _, ptr := range list {
-			if err := a.raw.free(ptr); err != nil {
+		keep := list[:0]
+		for _, c := range list {
+			if c.seq >= running {
+				keep = append(keep, c)
+				continue
+			}
+			if err := a.raw.free(c.ptr); err != nil {
 				errs = append(errs, err)
 			}
 			a.cached -= size
 		}
-		delete(a.free, size)
+		if len(keep) == 0 {
+			delete(a.free, size)
+		} else {
+			a.free[size] = keep
+		}
 	}
 	return errors.Join(errs...)
 }

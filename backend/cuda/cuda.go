@@ -70,6 +70,7 @@ type Backend struct {
 	err error      // the first error, sticky
 
 	pending []func()                 // calls not yet sent to the worker
+	sent    uint64                   // the number of the last batch this handle sent (device.send)
 	live    map[*allocation]struct{} // this handle's allocations, freed by Close
 	closed  bool
 }
@@ -184,7 +185,7 @@ func (b *Backend) enqueue(op func()) {
 // flush hands the queued calls to the worker.
 func (b *Backend) flush() {
 	if len(b.pending) > 0 {
-		b.dev.ops <- b.pending
+		b.sent = b.dev.send(b.pending)
 		b.pending = nil
 	}
 }
@@ -245,7 +246,7 @@ func (b *Backend) alloc(n int, zero bool) (*allocation, error) {
 		b.flush()
 		err := b.dev.do(func() error {
 			var err error
-			blk, err = b.dev.mem.alloc(bytes)
+			blk, err = b.dev.mem.alloc(bytes, b.dev.running)
 			return err
 		})
 		if err != nil {
@@ -291,7 +292,7 @@ func (b *Backend) release(a *allocation) {
 	a.freed = true
 	delete(b.live, a)
 	b.flush()
-	b.dev.mem.release(a.blk)
+	b.dev.mem.release(a.blk, b.sent)
 }
 
 // Upload copies src into dst (F32) on the stream. The driver stages pageable memory before the
@@ -340,7 +341,7 @@ func (b *Backend) Sync(ctx context.Context) error {
 		return err
 	}
 	done := make(chan error, 1)
-	b.dev.ops <- []func(){func() { done <- b.dev.syncStream() }}
+	b.dev.send([]func(){func() { done <- b.dev.syncStream() }})
 	select {
 	case err := <-done:
 		b.fail(err)

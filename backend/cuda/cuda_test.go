@@ -272,41 +272,50 @@ func TestCachingAllocator(t *testing.T) {
 	drains := 0
 	a := newCachingAllocator(f, func() error { drains++; return nil })
 
-	b1, err := a.alloc(1000)
+	// The worker runs batch 10; blocks released by handles whose calls went in batches up to 9
+	// may go back to the driver, those of later batches may not (their calls are still queued).
+	const running = 10
+	b1, err := a.alloc(1000, running)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.release(b1)
-	b2, err := a.alloc(1024) // the same bucket: served from the cache
+	a.release(b1, 3)
+	b2, err := a.alloc(1024, running) // the same bucket: served from the cache
 	if err != nil || b2 != b1 || f.mallocs != 1 {
 		t.Fatalf("alloc after release: %+v, %v, %d mallocs; want the cached block %+v and 1 malloc", b2, err, f.mallocs, b1)
 	}
-	b3, err := a.alloc(3 << 20) // a 4 MiB bucket
+	b3, err := a.alloc(3<<20, running) // a 4 MiB bucket
 	if err != nil || b3.size != 4<<20 {
 		t.Fatalf("alloc of 3 MiB: %+v, %v", b3, err)
 	}
-	a.release(b3)
+	a.release(b3, running) // another handle's calls on b3 wait behind the current batch
+	if _, err := a.alloc(6<<20, running); !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("alloc that needs a block of a later batch: err = %v, want ErrOutOfMemory", err)
+	}
+	if f.frees != 0 || a.cached != 4<<20 {
+		t.Fatalf("a block of a batch not yet run went back to the driver: %d frees, %d bytes cached", f.frees, a.cached)
+	}
 	// 6 MiB does not fit beside the cached 4 MiB: the allocator empties its cache and retries.
-	b4, err := a.alloc(6 << 20)
+	b4, err := a.alloc(6<<20, running+1)
 	if err != nil {
 		t.Fatalf("alloc that needs the cache emptied: %v", err)
 	}
-	if drains != 1 || f.frees != 1 || a.cached != 0 {
-		t.Errorf("after the retry: %d drains, %d frees, %d bytes cached; want 1, 1, 0", drains, f.frees, a.cached)
+	if drains != 2 || f.frees != 1 || a.cached != 0 {
+		t.Errorf("after the retry: %d drains, %d frees, %d bytes cached; want 2, 1, 0", drains, f.frees, a.cached)
 	}
 	// Nothing is cached now, so a request that does not fit fails.
-	_, err = a.alloc(4 << 20)
+	_, err = a.alloc(4<<20, running+1)
 	if !errors.Is(err, ErrOutOfMemory) || !errors.Is(err, backend.ErrOutOfMemory) {
 		t.Fatalf("alloc beyond the device: err = %v, want ErrOutOfMemory and backend.ErrOutOfMemory", err)
 	}
 	t.Logf("out of memory: %v", err)
-	a.release(b4)
-	a.release(b2)
+	a.release(b4, running+5)
+	a.release(b2, running+6)
 	if a.inUse != 0 || a.cached != f.used {
 		t.Errorf("all released: %d in use, %d cached, %d held from the device", a.inUse, a.cached, f.used)
 	}
-	if err := a.emptyCache(); err != nil || f.used != 0 || len(f.live) != 0 {
-		t.Errorf("emptyCache: %v, %d bytes still held", err, f.used)
+	if err := a.emptyCache(); err != nil || f.used != 0 || len(f.live) != 0 || a.cached != 0 {
+		t.Errorf("emptyCache: %v, %d bytes still held, %d cached", err, f.used, a.cached)
 	}
 }
 

@@ -57,6 +57,12 @@ func defaultLoader() loader {
 type device struct {
 	ordinal int
 	ops     chan []func()
+	// sendMu orders the batches sent on ops with their numbers: sent is the number of the last
+	// batch sent (the first is 1). running is the number of the batch the worker runs, which
+	// only the worker touches; batches before it have been issued to the stream.
+	sendMu  sync.Mutex
+	sent    uint64
+	running uint64
 
 	drv           *driver
 	blas          *cublas
@@ -88,26 +94,36 @@ type function struct {
 	shared int
 }
 
-// startWorker starts the goroutine that runs the device's batches of calls, in order, on one
-// locked OS thread. The goroutine ends when ops is closed; it never unlocks the thread, so the
-// thread, which held a CUDA context, ends with it.
-func startWorker() chan []func() {
-	ops := make(chan []func(), 256)
-	go func() {
+// startWorker starts the goroutine that runs d's batches of calls, in order, on one locked OS
+// thread, counting them in d.running. The goroutine ends when ops is closed; it never unlocks
+// the thread, so the thread, which held a CUDA context, ends with it.
+func (d *device) startWorker() {
+	d.ops = make(chan []func(), 256)
+	go func(ops chan []func()) {
 		runtime.LockOSThread()
 		for batch := range ops {
+			d.running++
 			for _, op := range batch {
 				op()
 			}
 		}
-	}()
-	return ops
+	}(d.ops)
+}
+
+// send hands a batch of calls to the worker and returns its number. Never call it on the
+// worker: the channel may be full.
+func (d *device) send(batch []func()) uint64 {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	d.ops <- batch
+	d.sent++
+	return d.sent
 }
 
 // do runs fn on the worker after everything queued before it and returns its error.
 func (d *device) do(fn func() error) error {
 	done := make(chan error, 1)
-	d.ops <- []func(){func() { done <- fn() }}
+	d.send([]func(){func() { done <- fn() }})
 	return <-done
 }
 
@@ -115,7 +131,8 @@ func (d *device) do(fn func() error) error {
 // handle and loads the kernels. Any failure releases what was made and returns an error
 // wrapping backend.ErrUnavailable.
 func openDevice(l loader, ordinal int) (*device, error) {
-	d := &device{ordinal: ordinal, ops: startWorker(), funcs: map[string]*function{}}
+	d := &device{ordinal: ordinal, funcs: map[string]*function{}}
+	d.startWorker()
 	err := d.do(func() error { return d.init(l) })
 	if err != nil {
 		d.shutdown()

@@ -106,17 +106,18 @@ func (b *Backend) scratch(kernel string, dtype backend.DType, n int) backend.Buf
 	return buf
 }
 
-// idErrors is the device error buffer of the kernels that check ids (encoder.cu,
-// crossentropy.cu): two int32, err[0] = 1 + the first bad row (0 when none), err[1] = its id.
-// It is allocated as F32, since Download reads F32, and read back bit for bit.
-const idErrors = 2
+// idErrors is the length of the device error buffer of the kernels that check ids (encoder.cu,
+// crossentropy.cu): int32, err[0] = 1 + the first bad row (0 when none), err[1] = its id,
+// err[2] = which id array it came from (encoder.cu: 0 tokens, 1 positions; crossentropy.cu
+// leaves it 0). It is allocated as F32, since Download reads F32, and read back bit for bit.
+const idErrors = 3
 
 // checkIDs waits for the kernels enqueued so far, reads the error buffer errBuf that they wrote
 // and records "kernel: what %d at row %d is outside [0, limit)" if a row was bad, the error the
-// CPU backend gives. It frees errBuf. This costs one host round trip per call, the price of
+// CPU backend gives (what gets the row, the id and err[2], the kind of id). It frees errBuf. This costs one host round trip per call, the price of
 // reporting bad ids (which the model checks on the host before uploading) as errors rather than
 // NaNs.
-func (b *Backend) checkIDs(kernel string, errBuf backend.Buffer, what func(row, id int) string) {
+func (b *Backend) checkIDs(kernel string, errBuf backend.Buffer, what func(row, id, kind int) string) {
 	got := make([]float32, idErrors)
 	b.Download(got, errBuf)
 	b.Free(errBuf)
@@ -124,7 +125,7 @@ func (b *Backend) checkIDs(kernel string, errBuf backend.Buffer, what func(row, 
 		return // recorded already
 	}
 	if row := int(int32(math.Float32bits(got[0]))); row != 0 {
-		b.failf(kernel, "%s", what(row-1, int(int32(math.Float32bits(got[1])))))
+		b.failf(kernel, "%s", what(row-1, int(int32(math.Float32bits(got[1]))), int(int32(math.Float32bits(got[2])))))
 	}
 }
 
@@ -155,11 +156,11 @@ func (b *Backend) EncoderForward(out, tokens, positions, wte, wpe backend.Buffer
 	b.checkIDs(k, errBuf, idMessage(V, maxT))
 }
 
-// idMessage describes a bad token (id outside [0,V)) or position (outside [0,maxT)) at row,
-// in the CPU backend's words. The kernels report the token when both are bad.
-func idMessage(V, maxT int) func(row, id int) string {
-	return func(row, id int) string {
-		if id < 0 || id >= V {
+// idMessage describes a bad token (kind 0, id outside [0,V)) or position (kind 1, outside
+// [0,maxT)) at row, in the CPU backend's words. The kernels report the token when both are bad.
+func idMessage(V, maxT int) func(row, id, kind int) string {
+	return func(row, id, kind int) string {
+		if kind == 0 {
 			return fmt.Sprintf("token %d at row %d is outside [0, %d)", id, row, V)
 		}
 		return fmt.Sprintf("position %d at row %d is outside [0, %d)", id, row, maxT)
@@ -267,8 +268,8 @@ func (b *Backend) ResidualBackward(da, db, dout backend.Buffer, n int) {
 }
 
 // targetMessage describes a bad cross-entropy target, in the CPU backend's words.
-func targetMessage(V int) func(row, id int) string {
-	return func(row, id int) string {
+func targetMessage(V int) func(row, id, kind int) string {
+	return func(row, id, _ int) string {
 		return fmt.Sprintf("target %d at row %d is outside [0, %d)", id, row, V)
 	}
 }

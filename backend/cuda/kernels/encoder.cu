@@ -4,16 +4,21 @@
 //
 // Ids (tokens, positions) are int32 on the device; the host cannot check them without a sync, so
 // the kernels do: an id outside [0, limit) is never used to index memory. Its row gets NaN
-// (forward) or is skipped (backward), and the first offending row is recorded in err(2), int32:
-// err[0] = row+1 (0 while no error), err[1] = the id. The host reads err to record the error.
+// (forward) or is skipped (backward), and the first offending row is recorded in err(3), int32:
+// err[0] = row+1 (0 while no error), err[1] = the id, err[2] = which id (0 the token, 1 the
+// position). The host reads err to record the error.
 
 #define GRID_STRIDE(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
-// report records the first bad id: the first thread to swap err[0] from 0 writes the id.
-__device__ void report(int* err, int row, int id) {
-    if (atomicCAS(err, 0, row + 1) == 0) err[1] = id;
+// report records the first bad id: the first thread to swap err[0] from 0 writes the id and
+// its kind (0 token, 1 position).
+__device__ void report(int* err, int row, int id, int kind) {
+    if (atomicCAS(err, 0, row + 1) == 0) {
+        err[1] = id;
+        err[2] = kind;
+    }
 }
 
 // encoder_forward: out(N,C) = wte[tokens[n]] + wpe[positions[n]]; wte (V,C), wpe (maxT,C).
@@ -27,7 +32,7 @@ extern "C" __global__ void encoder_forward(float* out, const int* tokens, const 
         bool badTok = tok < 0 || tok >= V, badPos = pos < 0 || pos >= maxT;
         if (badTok || badPos) {
             out[i] = __int_as_float(0x7fc00000);  // NaN
-            if (c == 0) report(err, n, badTok ? tok : pos);
+            if (c == 0) report(err, n, badTok ? tok : pos, badTok ? 0 : 1);
             continue;
         }
         out[i] = wte[(long long)tok * C + c] + wpe[(long long)pos * C + c];
@@ -71,7 +76,7 @@ extern "C" __global__ void encoder_links(int* links, const int* tokens, const in
     next[n] = nxt;
     if (id < 0 || id >= limit) {
         head[n] = -1;
-        report(err, n, id);
+        report(err, n, id, blockIdx.y);
     } else {
         head[n] = first ? 1 : 0;
     }
