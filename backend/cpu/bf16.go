@@ -126,7 +126,8 @@ func matmulForwardBF16(ks *bf16KernelSet, out, inp []float32, weight []uint16, b
 		bias = bias[:OC]
 	}
 	if N <= gemvMaxN {
-		gemvForwardBF16(ks, out, inp, weight, bias, N, C, OC)
+		gemvForward(gemvKernels[uint16]{ks.dot8, ks.dot4x4, func(w []uint16, x []float32) float32 { return dotBF16Go(x, w) }},
+			out, inp, weight, bias, N, C, OC)
 		return
 	}
 	if C <= 0 {
@@ -155,60 +156,6 @@ func matmulForwardBF16(ks *bf16KernelSet, out, inp []float32, weight []uint16, b
 		}
 		gemm(&matmulKernels, op)
 	}
-}
-
-// gemvForwardBF16 is gemvForward with bfloat16 weights: each output is the dot product of a
-// weight row with an input row, in groups of 8 weight rows read from memory once; tasks are
-// ranges of OC.
-func gemvForwardBF16(ks *bf16KernelSet, out, inp []float32, weight []uint16, bias []float32, N, C, OC int) {
-	groups := OC / 8
-	// At least about 32 KiB of weight per task; four tasks per worker if there is enough.
-	minGroups := max(1, 32*1024/(2*8*max(C, 1)))
-	tasks := 1
-	if 2*float64(N)*float64(C)*float64(OC) >= gemmMinFlops && groups > 0 {
-		tasks = gemmTasks(groups, minGroups, groups)
-	}
-	gemmFor(groups, tasks, func(g0, g1 int) {
-		var r16 [16]float32
-		var r8, b8 [8]float32
-		for o := 8 * g0; o < 8*g1; o += 8 {
-			w := weight[o*C : (o+8)*C]
-			if bias != nil {
-				copy(b8[:], bias[o:o+8])
-			}
-			n := 0
-			for ; n+4 <= N; n += 4 {
-				x := inp[n*C : (n+4)*C]
-				for h := 0; h < 8; h += 4 {
-					ks.dot4x4(C, w[h*C:], C, x, C, &r16)
-					for s := range 4 {
-						d, r := out[(n+s)*OC+o+h:(n+s)*OC+o+h+4], r16[4*s:4*s+4]
-						d[0], d[1], d[2], d[3] = r[0]+b8[h], r[1]+b8[h+1], r[2]+b8[h+2], r[3]+b8[h+3]
-					}
-				}
-			}
-			for ; n < N; n++ {
-				ks.dot8(C, w, C, inp[n*C:(n+1)*C], &r8)
-				d := out[n*OC+o : n*OC+o+8]
-				for r, v := range r8 {
-					d[r] = v + b8[r]
-				}
-			}
-		}
-		if g1 == groups {
-			// The last OC%8 rows.
-			for o := 8 * groups; o < OC; o++ {
-				w := weight[o*C : (o+1)*C]
-				var b float32
-				if bias != nil {
-					b = bias[o]
-				}
-				for n := range N {
-					out[n*OC+o] = dotBF16Go(inp[n*C:(n+1)*C], w) + b
-				}
-			}
-		}
-	})
 }
 
 // dotBF16Go returns Σ_i x[i]·float32(w[i]) for len(x) <= len(w), with four partial sums.

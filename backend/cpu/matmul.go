@@ -123,7 +123,7 @@ func matmulForwardWith(ks *gemmKernels, out, inp, weight, bias []float32, N, C, 
 		bias = bias[:OC]
 	}
 	if N <= gemvMaxN {
-		gemvForward(ks, out, inp, weight, bias, N, C, OC)
+		gemvForward(gemvKernels[float32]{ks.dot8, ks.dot4x4, dotGo}, out, inp, weight, bias, N, C, OC)
 		return
 	}
 	gemm(ks, &gemmOp{
@@ -589,14 +589,26 @@ func packBPanel(ks *gemmKernels, dst []float32, op *gemmOp, j0, cols, p0, kEff i
 	}
 }
 
+// gemvKernels are the dot products gemvForward runs, over weights of element type W: float32, or
+// uint16 bfloat16 bit patterns (see bf16.go).
+type gemvKernels[W float32 | uint16] struct {
+	// dot8 sets out[r] = Σ_p w[r*ldw+p]·x[p] for r < 8.
+	dot8 func(k int, w []W, ldw int, x []float32, out *[8]float32)
+	// dot4x4 sets out[4*s+r] = Σ_p w[r*ldw+p]·x[s*ldx+p] for r, s < 4.
+	dot4x4 func(k int, w []W, ldw int, x []float32, ldx int, out *[16]float32)
+	// dot returns Σ_p w[p]·x[p] for one row (the last OC%8 rows).
+	dot func(w []W, x []float32) float32
+}
+
 // gemvForward is matmulForward for few rows (N <= gemvMaxN): each output is the dot product of a
 // weight row with an input row, computed in groups of 8 weight rows so that a group is read from
 // memory once and from L1 for the other input rows. Tasks are ranges of OC, so that even N=1
 // uses every core.
-func gemvForward(ks *gemmKernels, out, inp, weight, bias []float32, N, C, OC int) {
+func gemvForward[W float32 | uint16](ks gemvKernels[W], out, inp []float32, weight []W, bias []float32, N, C, OC int) {
 	groups := OC / 8
-	// At least about 64 KiB of weight per task; four tasks per worker if there is enough.
-	minGroups := max(1, 64*1024/(4*8*max(C, 1)))
+	// At least about 2048/C groups per task (64 KiB of float32 weight, 32 KiB of bfloat16); four
+	// tasks per worker if there is enough.
+	minGroups := max(1, 2048/max(C, 1))
 	tasks := 1
 	if 2*float64(N)*float64(C)*float64(OC) >= gemmMinFlops && groups > 0 {
 		tasks = gemmTasks(groups, minGroups, groups)
@@ -637,7 +649,7 @@ func gemvForward(ks *gemmKernels, out, inp, weight, bias []float32, N, C, OC int
 					b = bias[o]
 				}
 				for n := range N {
-					out[n*OC+o] = dotGo(w, inp[n*C:(n+1)*C]) + b
+					out[n*OC+o] = ks.dot(w, inp[n*C:(n+1)*C]) + b
 				}
 			}
 		}

@@ -71,6 +71,14 @@ func startServer(t *testing.T) string {
 	// WaitForHandlers: Stop returns only when every handler has, so that none loads a model into
 	// the registry after reg.Close (a cancelled bench request's handler may still be starting).
 	g := srv.GRPCServer(grpc.WaitForHandlers(true))
+	return serve(t, g, reg.Close)
+}
+
+// serve serves g on a loopback port until the test ends, then stops it, checks that Serve
+// returned cleanly and runs closers in order (a job manager, then its registry); it returns the
+// address.
+func serve(t *testing.T, g *grpc.Server, closers ...func()) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +90,9 @@ func startServer(t *testing.T) string {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		reg.Close()
+		for _, c := range closers {
+			c()
+		}
 	})
 	return lis.Addr().String()
 }

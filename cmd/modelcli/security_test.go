@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -44,20 +43,7 @@ func TestConnectionFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := server.New(server.Options{Registry: reg, Log: log, AuthTokens: []string{token}}).GRPCServer(grpc.Creds(creds))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
-	t.Cleanup(func() {
-		g.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		reg.Close()
-	})
-	addr := lis.Addr().String()
+	addr := serve(t, g, reg.Close)
 
 	mtls := []string{"--tls-ca", certs.CA, "--tls-cert", certs.ClientCert, "--tls-key", certs.ClientKey}
 	for _, tc := range []struct {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,21 +48,7 @@ func startTrainServer(t *testing.T, opts ...grpc.ServerOption) string {
 	}
 	srv := server.New(server.Options{Registry: reg, Train: jobs, DefaultModel: "tiny", Log: log})
 	g := srv.GRPCServer(append([]grpc.ServerOption{grpc.WaitForHandlers(true)}, opts...)...)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
-	t.Cleanup(func() {
-		g.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		jobs.Close() // cancels a job still running
-		reg.Close()
-	})
-	return lis.Addr().String()
+	return serve(t, g, jobs.Close, reg.Close) // jobs.Close cancels a job still running
 }
 
 // writeFile writes data to name in a new temporary directory and returns its path.
