@@ -31,6 +31,8 @@ package cpu
 import (
 	"math"
 	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/modeld-dev/modeld/backend"
 )
@@ -99,10 +101,63 @@ func packTransposed(dst []float32, src *attnRows, n, hs, nr int) {
 	}
 }
 
-// attnTask runs task(buf, t) for t in [0, tasks) on up to GOMAXPROCS goroutines, each with its
-// own scratch buf (gemmRun's scheduling: a task's result does not depend on who runs it).
-func attnTask(tasks int, task func(buf *gemmBuf, t int)) {
-	gemmRun(tasks, runtime.GOMAXPROCS(0), task)
+// attnJob is one call of the fast attention: its arguments and its tasks, run on up to
+// GOMAXPROCS goroutines, each with its own scratch gemmBuf (gemmRun's scheduling: tasks are taken
+// in order from a shared counter, and a task's result does not depend on who runs it). Jobs are
+// pooled with their worker function bound once, so that a call allocates nothing once the pools
+// are warm: no closure, counter or WaitGroup per call.
+type attnJob struct {
+	out, att, qkv   []float32 // forward: out(B,T,C), att(B,NH,T,T), qkv(B,T,3C)
+	dqkv, dout      []float32 // backward: dqkv(B,T,3C), dout(B,T,C)
+	kc, vc          []float32 // cached: the paged cache of keys and values
+	seqs            []backend.CachedSeq
+	B, T, C, NH, bs int
+
+	task  func(j *attnJob, buf *gemmBuf, t int) // a method expression: forward, backward or cached
+	tasks int
+	next  atomic.Int64 // the next task to take
+	wg    sync.WaitGroup
+	spawn func() // j.worker then wg.Done, bound when the job is made
+}
+
+var attnJobs = sync.Pool{New: func() any {
+	j := new(attnJob)
+	j.spawn = func() {
+		j.worker()
+		j.wg.Done()
+	}
+	return j
+}}
+
+// runAttnJob runs task over [0, tasks) with the arguments that set put into a pooled job, and
+// returns the job to the pool without them.
+func runAttnJob(tasks int, task func(j *attnJob, buf *gemmBuf, t int), set func(j *attnJob)) {
+	j := attnJobs.Get().(*attnJob)
+	set(j)
+	j.task, j.tasks = task, tasks
+	j.next.Store(0)
+	workers := min(runtime.GOMAXPROCS(0), tasks)
+	j.wg.Add(max(workers-1, 0))
+	for range workers - 1 {
+		go j.spawn()
+	}
+	j.worker()
+	j.wg.Wait()
+	*j = attnJob{spawn: j.spawn}
+	attnJobs.Put(j)
+}
+
+// worker runs the job's tasks until none is left.
+func (j *attnJob) worker() {
+	buf := gemmBufs.Get().(*gemmBuf)
+	for {
+		t := int(j.next.Add(1) - 1)
+		if t >= j.tasks {
+			break
+		}
+		j.task(j, buf, t)
+	}
+	gemmBufs.Put(buf)
 }
 
 // attnForwardHead computes causal attention for one head: M queries q at positions [pos0,
@@ -250,37 +305,47 @@ func attnBackwardHead(ks *vecKernels, buf *gemmBuf, q, k, v, do, dq, dk, dv *att
 
 // attentionForwardFast is AttentionForward's fast path: one task per (batch, head).
 func attentionForwardFast(out, att, qkv []float32, B, T, C, NH int) {
-	ks := &vecKern
-	hs := C / NH
-	attnTask(B*NH, func(buf *gemmBuf, bh int) {
-		b, h := bh/NH, bh%NH
-		x := qkv[b*T*3*C : (b+1)*T*3*C]
-		q := attnRows{data: x, stride: 3 * C, col: h * hs}
-		k := attnRows{data: x, stride: 3 * C, col: C + h*hs}
-		v := attnRows{data: x, stride: 3 * C, col: 2*C + h*hs}
-		o := attnRows{data: out[b*T*C : (b+1)*T*C], stride: C, col: h * hs}
-		attnForwardHead(ks, buf, &q, &k, &v, &o, att[bh*T*T:(bh+1)*T*T], T, T, 0, hs)
+	runAttnJob(B*NH, (*attnJob).forward, func(j *attnJob) {
+		j.out, j.att, j.qkv, j.B, j.T, j.C, j.NH = out, att, qkv, B, T, C, NH
 	})
+}
+
+// forward is attentionForwardFast's task bh, the (batch, head) pair b*NH + h.
+func (j *attnJob) forward(buf *gemmBuf, bh int) {
+	T, C, NH := j.T, j.C, j.NH
+	hs := C / NH
+	b, h := bh/NH, bh%NH
+	x := j.qkv[b*T*3*C : (b+1)*T*3*C]
+	q := attnRows{data: x, stride: 3 * C, col: h * hs}
+	k := attnRows{data: x, stride: 3 * C, col: C + h*hs}
+	v := attnRows{data: x, stride: 3 * C, col: 2*C + h*hs}
+	o := attnRows{data: j.out[b*T*C : (b+1)*T*C], stride: C, col: h * hs}
+	attnForwardHead(&vecKern, buf, &q, &k, &v, &o, j.att[bh*T*T:(bh+1)*T*T], T, T, 0, hs)
 }
 
 // attentionBackwardFast is AttentionBackward's fast path: one task per (batch, head), each
 // adding into its own columns of dqkv.
 func attentionBackwardFast(dqkv, dout, qkv, att []float32, B, T, C, NH int) {
-	ks := &vecKern
-	hs := C / NH
-	attnTask(B*NH, func(buf *gemmBuf, bh int) {
-		b, h := bh/NH, bh%NH
-		x := qkv[b*T*3*C : (b+1)*T*3*C]
-		dx := dqkv[b*T*3*C : (b+1)*T*3*C]
-		q := attnRows{data: x, stride: 3 * C, col: h * hs}
-		k := attnRows{data: x, stride: 3 * C, col: C + h*hs}
-		v := attnRows{data: x, stride: 3 * C, col: 2*C + h*hs}
-		dq := attnRows{data: dx, stride: 3 * C, col: h * hs}
-		dk := attnRows{data: dx, stride: 3 * C, col: C + h*hs}
-		dv := attnRows{data: dx, stride: 3 * C, col: 2*C + h*hs}
-		do := attnRows{data: dout[b*T*C : (b+1)*T*C], stride: C, col: h * hs}
-		attnBackwardHead(ks, buf, &q, &k, &v, &do, &dq, &dk, &dv, att[bh*T*T:(bh+1)*T*T], T, hs)
+	runAttnJob(B*NH, (*attnJob).backward, func(j *attnJob) {
+		j.dqkv, j.dout, j.qkv, j.att, j.B, j.T, j.C, j.NH = dqkv, dout, qkv, att, B, T, C, NH
 	})
+}
+
+// backward is attentionBackwardFast's task bh.
+func (j *attnJob) backward(buf *gemmBuf, bh int) {
+	T, C, NH := j.T, j.C, j.NH
+	hs := C / NH
+	b, h := bh/NH, bh%NH
+	x := j.qkv[b*T*3*C : (b+1)*T*3*C]
+	dx := j.dqkv[b*T*3*C : (b+1)*T*3*C]
+	q := attnRows{data: x, stride: 3 * C, col: h * hs}
+	k := attnRows{data: x, stride: 3 * C, col: C + h*hs}
+	v := attnRows{data: x, stride: 3 * C, col: 2*C + h*hs}
+	dq := attnRows{data: dx, stride: 3 * C, col: h * hs}
+	dk := attnRows{data: dx, stride: 3 * C, col: C + h*hs}
+	dv := attnRows{data: dx, stride: 3 * C, col: 2*C + h*hs}
+	do := attnRows{data: j.dout[b*T*C : (b+1)*T*C], stride: C, col: h * hs}
+	attnBackwardHead(&vecKern, buf, &q, &k, &v, &do, &dq, &dk, &dv, j.att[bh*T*T:(bh+1)*T*T], T, hs)
 }
 
 // cachedPrefillMin is the fewest new tokens of a sequence for which CachedAttention's fast path
@@ -292,35 +357,42 @@ const cachedPrefillMin = 4
 // The tasks are numbered sequence by sequence: NH for a sequence of at least cachedPrefillMin new
 // tokens, one per token otherwise.
 func cachedAttentionTasks(o, q, kc, vc []float32, seqs []backend.CachedSeq, bs, C, NH int) {
-	ks := &vecKern
-	hs := C / NH
-	perSeq := func(s backend.CachedSeq) int {
-		if s.Len >= cachedPrefillMin {
-			return NH
-		}
-		return s.Len
-	}
 	tasks := 0
 	for _, s := range seqs {
-		tasks += perSeq(s)
+		tasks += cachedTasks(s, NH)
 	}
-	attnTask(tasks, func(buf *gemmBuf, t int) {
-		i := 0
-		for t >= perSeq(seqs[i]) {
-			t -= perSeq(seqs[i])
-			i++
-		}
-		s := seqs[i]
-		if s.Len < cachedPrefillMin {
-			scores := buf.grow(NH * (s.Pos + t + 1))
-			cachedAttentionFast(o, q, kc, vc, s, t, bs, C, NH, scores)
-			return
-		}
-		h := t
-		qr := attnRows{data: q[s.Row*3*C : (s.Row+s.Len)*3*C], stride: 3 * C, col: h * hs}
-		k := attnRows{data: kc, stride: C, col: h * hs, blocks: s.Blocks, bs: bs}
-		v := attnRows{data: vc, stride: C, col: h * hs, blocks: s.Blocks, bs: bs}
-		out := attnRows{data: o[s.Row*C : (s.Row+s.Len)*C], stride: C, col: h * hs}
-		attnForwardHead(ks, buf, &qr, &k, &v, &out, nil, 0, s.Len, s.Pos, hs)
+	runAttnJob(tasks, (*attnJob).cached, func(j *attnJob) {
+		j.out, j.qkv, j.kc, j.vc, j.seqs, j.bs, j.C, j.NH = o, q, kc, vc, seqs, bs, C, NH
 	})
+}
+
+// cachedTasks is the number of tasks of sequence s in cachedAttentionTasks.
+func cachedTasks(s backend.CachedSeq, NH int) int {
+	if s.Len >= cachedPrefillMin {
+		return NH
+	}
+	return s.Len
+}
+
+// cached is cachedAttentionTasks' task t.
+func (j *attnJob) cached(buf *gemmBuf, t int) {
+	C, NH, bs := j.C, j.NH, j.bs
+	hs := C / NH
+	i := 0
+	for t >= cachedTasks(j.seqs[i], NH) {
+		t -= cachedTasks(j.seqs[i], NH)
+		i++
+	}
+	s := j.seqs[i]
+	if s.Len < cachedPrefillMin {
+		scores := buf.grow(NH * (s.Pos + t + 1))
+		cachedAttentionFast(j.out, j.qkv, j.kc, j.vc, s, t, bs, C, NH, scores)
+		return
+	}
+	h := t
+	qr := attnRows{data: j.qkv[s.Row*3*C : (s.Row+s.Len)*3*C], stride: 3 * C, col: h * hs}
+	k := attnRows{data: j.kc, stride: C, col: h * hs, blocks: s.Blocks, bs: bs}
+	v := attnRows{data: j.vc, stride: C, col: h * hs, blocks: s.Blocks, bs: bs}
+	out := attnRows{data: j.out[s.Row*C : (s.Row+s.Len)*C], stride: C, col: h * hs}
+	attnForwardHead(&vecKern, buf, &qr, &k, &v, &out, nil, 0, s.Len, s.Pos, hs)
 }

@@ -9,7 +9,8 @@ import (
 // The exported kernels check their arguments, then run the row kernels of ref.go: over all rows
 // in the reference backend, spread across cores by parallelFor in the fast one. Matmul
 // (matmul.go) and attention (attention.go) have separate fast implementations, and the fast
-// softmax, cross-entropy and GELU rows run the SIMD kernels of vec.go.
+// softmax, cross-entropy, GELU, LayerNorm (layernorm.go) and AdamW rows run the SIMD kernels of
+// vec.go.
 
 // rows runs fn over [0, n): in one call for the reference backend, split across cores for the
 // fast one. fn must only write state owned by its rows.
@@ -86,7 +87,11 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias backend.Bu
 	if b.err != nil {
 		return
 	}
-	b.rows(N, 4, func(lo, hi int) { layerNormForward(o, m, r, x, w, bs, C, lo, hi) })
+	f := layerNormForward
+	if b.fast {
+		f = layerNormForwardFast
+	}
+	b.rows(N, 4, func(lo, hi int) { f(o, m, r, x, w, bs, C, lo, hi) })
 }
 
 // LayerNormBackward implements backend.Backend. The fast variant sums each core's weight and
@@ -107,7 +112,7 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 		return
 	}
 	parallelReduce(N, 16, 2*C, func(lo, hi int, part []float32) {
-		layerNormBackward(dx, part[:C], part[C:], d, x, w, m, r, C, lo, hi)
+		layerNormBackwardFast(dx, part[:C], part[C:], d, x, w, m, r, C, lo, hi)
 	}, func(part []float32) {
 		for i := range C {
 			dw[i] += part[i]
@@ -335,7 +340,11 @@ func (b *Backend) AdamWUpdate(params, grads, m, v backend.Buffer, n int, hp back
 		b.fail("%s: step %d, want >= 1", k, hp.Step)
 		return
 	}
-	b.rows(n, 8192, func(lo, hi int) { adamW(p[lo:hi], g[lo:hi], mm[lo:hi], vv[lo:hi], hp) })
+	f := adamW
+	if b.fast {
+		f = vecKern.adamW
+	}
+	b.rows(n, 8192, func(lo, hi int) { f(p[lo:hi], g[lo:hi], mm[lo:hi], vv[lo:hi], hp) })
 }
 
 // SumSquares implements backend.Backend. The sum is taken in float64.
@@ -446,11 +455,9 @@ func sumSquares(x []float32) float64 {
 	return s
 }
 
-// adamW is one AdamW step over a slice; see backend.AdamW for the formula. The bias corrections
-// are computed as llm.c does (1 - beta^t in float32).
+// adamW is one AdamW step over a slice; see backend.AdamW for the formula.
 func adamW(p, g, m, v []float32, hp backend.AdamW) {
-	c1 := 1 - float32(math.Pow(float64(hp.Beta1), float64(hp.Step)))
-	c2 := 1 - float32(math.Pow(float64(hp.Beta2), float64(hp.Step)))
+	c1, c2 := adamWBias(hp)
 	for i := range p {
 		grad := g[i] * hp.GradScale
 		mi := hp.Beta1*m[i] + (1-hp.Beta1)*grad
@@ -460,4 +467,12 @@ func adamW(p, g, m, v []float32, hp backend.AdamW) {
 		vhat := vi / c2
 		p[i] -= hp.LearningRate * (mhat/(float32(math.Sqrt(float64(vhat)))+hp.Eps) + hp.WeightDecay*p[i])
 	}
+}
+
+// adamWBias returns AdamW's bias corrections 1 - beta1^t and 1 - beta2^t, computed as llm.c does
+// (in float32).
+func adamWBias(hp backend.AdamW) (c1, c2 float32) {
+	c1 = 1 - float32(math.Pow(float64(hp.Beta1), float64(hp.Step)))
+	c2 = 1 - float32(math.Pow(float64(hp.Beta2), float64(hp.Step)))
+	return c1, c2
 }

@@ -14,7 +14,8 @@ import (
 //
 //	go test ./backend/cpu -run x -bench Kernel
 //
-// Memory-bound kernels report GB/s (bytes read and written), attention GFLOP/s.
+// Memory-bound kernels report GB/s (bytes read and written), attention GFLOP/s; attention also
+// reports its allocations, which are 0 per call once the pools are warm (attnJob).
 
 func randBuf(b *testing.B, be backend.Backend, n int, rng *rand.Rand) backend.Buffer {
 	buf, err := be.Alloc(backend.F32, n)
@@ -95,6 +96,7 @@ func BenchmarkKernel(b *testing.B) {
 			flops := float64(B*NH*T*T/2) * float64(C/NH) * 4 // q·k and att·v over the causal half
 			name := "/b=" + strconv.Itoa(B) + "/t=" + strconv.Itoa(T) + "/c=768/nh=12"
 			b.Run("kernel=attention_forward"+name, func(b *testing.B) {
+				b.ReportAllocs()
 				for b.Loop() {
 					be.AttentionForward(out, att, qkv, B, T, C, NH)
 					sync(b, be)
@@ -102,6 +104,7 @@ func BenchmarkKernel(b *testing.B) {
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 			b.Run("kernel=attention_backward"+name, func(b *testing.B) {
+				b.ReportAllocs()
 				for b.Loop() {
 					be.AttentionBackward(dqkv, out, qkv, att, B, T, C, NH)
 					sync(b, be)
@@ -162,6 +165,7 @@ func BenchmarkKernel(b *testing.B) {
 		}
 	}
 	b.Run("kernel=cached_attention/seqs=8/pos=512/c=768/nh=12", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			be.CachedAttention(out, qkv, backend.KVCache{K: kc, V: vc, BlockSize: bs}, seqs, C, NH)
 			sync(b, be)
@@ -174,6 +178,7 @@ func BenchmarkKernel(b *testing.B) {
 	pq, pout := randBuf(b, be, ctx*3*C, rng), randBuf(b, be, ctx*C, rng)
 	prefill := []backend.CachedSeq{{Row: 0, Len: ctx, Pos: 0, Blocks: seqs[0].Blocks}}
 	b.Run("kernel=cached_attention/seqs=1/len=512/c=768/nh=12", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			be.CachedAttention(pout, pq, backend.KVCache{K: pk, V: pv, BlockSize: bs}, prefill, C, NH)
 			sync(b, be)

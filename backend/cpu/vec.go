@@ -6,8 +6,8 @@ import (
 	"github.com/modeld-dev/modeld/backend"
 )
 
-// vecKernels is a set of SIMD kernels for attention (attention.go), softmax and cross-entropy,
-// with the panel sizes of its attention micro-kernel. The assembly sets (vec_amd64.go) are
+// vecKernels is a set of SIMD kernels for attention (attention.go), softmax, cross-entropy, GELU,
+// LayerNorm (layernorm.go) and AdamW, with the panel sizes of its attention micro-kernel. The assembly sets (vec_amd64.go) are
 // chosen with the matmul kernels, from what CPUID reports; vecGo is the portable set.
 type vecKernels struct {
 	name string
@@ -31,6 +31,20 @@ type vecKernels struct {
 	// gelu and geluBackward are geluForwardFast and geluBackwardFast (fastmath.go).
 	gelu         func(out, inp []float32)
 	geluBackward func(dinp, inp, dout []float32)
+	// sum returns Σ x[i]; sumSqDev returns Σ (x[i]-m)².
+	sum      func(x []float32) float32
+	sumSqDev func(x []float32, m float32) float32
+	// layerNorm sets out[i] = (x[i]-m)·s·w[i] + b[i], rounding as the reference (no fused
+	// multiply-add); len(out), len(w), len(b) >= len(x).
+	layerNorm func(out, x, w, b []float32, m, s float32)
+	// layerNormSums returns Σ w[i]·d[i] and Σ w[i]·d[i]·(x[i]-m)·s; len(x), len(w) >= len(d).
+	layerNormSums func(d, x, w []float32, m, s float32) (dnorm, dnormNorm float32)
+	// layerNormBackward adds db += d, dw += norm·d and dx += (w·d - dm - norm·dnm)·s, where
+	// norm = (x-m)·s, rounding as the reference; every slice is at least len(d) long.
+	layerNormBackward func(dx, dw, db, d, x, w []float32, m, s, dm, dnm float32)
+	// adamW is one AdamW step over p, g, m, v (len(p) each), rounding as the reference adamW
+	// (kernels.go): exact division and square root, no fused multiply-add.
+	adamW func(p, g, m, v []float32, hp backend.AdamW)
 }
 
 // vecKern is the set that the fast kernels use: the widest this CPU runs.
@@ -48,6 +62,13 @@ var vecGo = vecKernels{
 	softmaxGrad:  softmaxGradGo,
 	gelu:         geluForwardFast,
 	geluBackward: geluBackwardFast,
+
+	sum:               sumGo,
+	sumSqDev:          sumSqDevGo,
+	layerNorm:         layerNormGo,
+	layerNormSums:     layerNormSumsGo,
+	layerNormBackward: layerNormBackwardGo,
+	adamW:             adamW,
 }
 
 // softmax sets x = softmax(x·scale) (scale > 0): the maximum, then the exponentials and their

@@ -18,7 +18,8 @@ func vecKernelSets() []vecKernels {
 }
 
 // vecAVX512 is the AVX-512 set: a 6×64 attention micro-kernel (24 zmm accumulators) and 16-lane
-// exp, max, scale, dot, softmax gradient and GELU, with Go for the last len%16 elements.
+// exp, max, scale, dot, softmax gradient, GELU, LayerNorm (layernorm_amd64.go) and AdamW
+// (adamw_amd64.go), with Go for the last len%16 elements.
 var vecAVX512 = vecKernels{
 	name: "avx512", mr: 6, nr: 64,
 	attn: func(k int, a []float32, ars, aps int, b []float32, ldb int, c []float32, ldc int) {
@@ -84,9 +85,17 @@ var vecAVX512 = vecKernels{
 		}
 		geluBackwardFast(dinp[n:], inp[n:], dout[n:])
 	},
+	sum:               sumAVX512Slice,
+	sumSqDev:          sumSqDevAVX512Slice,
+	layerNorm:         layerNormAVX512Slice,
+	layerNormSums:     layerNormSumsAVX512Slice,
+	layerNormBackward: layerNormBackwardAVX512Slice,
+	adamW:             adamWAVX512Slice,
 }
 
-// vecAVX2 is the AVX2 set: a 6×16 attention micro-kernel (12 ymm accumulators); the rest in Go.
+// vecAVX2 is the AVX2 set: a 6×16 attention micro-kernel (12 ymm accumulators) and 8-lane max,
+// scale, dot, softmax gradient, LayerNorm and AdamW, with Go for the last len%8 elements; exp
+// and GELU in Go (AVX2 has no VSCALEFPS, which EXP512 builds 2^k with).
 var vecAVX2 = vecKernels{
 	name: "avx2", mr: 6, nr: 16,
 	attn: func(k int, a []float32, ars, aps int, b []float32, ldb int, c []float32, ldc int) {
@@ -96,13 +105,47 @@ var vecAVX2 = vecKernels{
 		_, _, _ = a[5*ars+(k-1)*aps], b[(k-1)*ldb+15], c[5*ldc+15]
 		attn6x16AVX2(k, &a[0], ars, aps, &b[0], ldb, &c[0], ldc)
 	},
-	max:          maxGo,
-	expSum:       expSumGo,
-	scale:        scaleGo,
-	dot:          dotGo,
-	softmaxGrad:  softmaxGradGo,
+	max: func(x []float32) float32 {
+		n := len(x) &^ 7
+		if n == 0 {
+			return maxGo(x)
+		}
+		return max(maxAVX2(&x[0], n), maxGo(x[n:]))
+	},
+	expSum: expSumGo,
+	scale: func(x []float32, s float32) {
+		n := len(x) &^ 7
+		if n > 0 {
+			scaleAVX2(&x[0], n, s)
+		}
+		scaleGo(x[n:], s)
+	},
+	dot: func(a, b []float32) float32 {
+		n := len(a) &^ 7
+		b = b[:len(a)]
+		var sum float32
+		if n > 0 {
+			sum = dotAVX2(&a[0], &b[0], n)
+		}
+		return sum + dotGo(a[n:], b[n:])
+	},
+	softmaxGrad: func(d, p []float32, dot, scale float32) {
+		n := len(p) &^ 7
+		d = d[:len(p)]
+		if n > 0 {
+			softmaxGradAVX2(&d[0], &p[0], n, dot, scale)
+		}
+		softmaxGradGo(d[n:], p[n:], dot, scale)
+	},
 	gelu:         geluForwardFast,
 	geluBackward: geluBackwardFast,
+
+	sum:               sumAVX2Slice,
+	sumSqDev:          sumSqDevAVX2Slice,
+	layerNorm:         layerNormAVX2Slice,
+	layerNormSums:     layerNormSumsAVX2Slice,
+	layerNormBackward: layerNormBackwardAVX2Slice,
+	adamW:             adamWAVX2Slice,
 }
 
 // attn6x64AVX512 adds A·B to the 6×64 block of C: c[r*ldc+j] += Σ_{p<k} a[r*ars+p*aps]·b[p*ldb+j]
@@ -152,3 +195,23 @@ func geluBackwardAVX512(dinp, inp, dout *float32, n int)
 //
 //go:noescape
 func softmaxGradAVX512(d, p *float32, n int, dot, scale float32)
+
+// maxAVX2 is maxAVX512 in 8 lanes; n is a positive multiple of 8.
+//
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+// scaleAVX2 is scaleAVX512 in 8 lanes; n is a positive multiple of 8.
+//
+//go:noescape
+func scaleAVX2(x *float32, n int, s float32)
+
+// dotAVX2 is dotAVX512 in 8 lanes; n is a positive multiple of 8.
+//
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+// softmaxGradAVX2 is softmaxGradAVX512 in 8 lanes; n is a positive multiple of 8.
+//
+//go:noescape
+func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)

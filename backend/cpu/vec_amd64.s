@@ -511,3 +511,92 @@ softmaxgradloop:
 	JNZ softmaxgradloop
 	VZEROUPPER
 	RET
+
+// HSUM256 adds the 8 lanes of Y0 into X0's lowest (halves, then pairs), with Y1 scratch.
+#define HSUM256 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPS X1, X0, X0 \
+	VPERMILPS $0x4e, X0, X1 \
+	VADDPS X1, X0, X0 \
+	VPERMILPS $0xb1, X0, X1 \
+	VADDSS X1, X0, X0
+
+// func maxAVX2(x *float32, n int) float32
+// The largest of x[0:n]; n is a positive multiple of 8. Y0 holds the lane maxima.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHRQ $3, CX
+	VBROADCASTSS expc<>+48(SB), Y0
+loop:
+	VMAXPS (SI), Y0, Y0
+	ADDQ $32, SI
+	DECQ CX
+	JNZ loop
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXSS X1, X0, X0
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(x *float32, n int, s float32)
+// x[i] *= s for i < n; n is a positive multiple of 8.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHRQ $3, CX
+	VBROADCASTSS s+16(FP), Y1
+loop:
+	VMULPS (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ $32, SI
+	DECQ CX
+	JNZ loop
+	VZEROUPPER
+	RET
+
+// func dotAVX2(a, b *float32, n int) float32
+// Σ a[i]·b[i] for i < n; n is a positive multiple of 8. Y0 holds the sums of the 8 lanes.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DX
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	VXORPS Y0, Y0, Y0
+loop:
+	VMOVUPS (SI), Y1
+	VFMADD231PS (DX), Y1, Y0
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ loop
+	HSUM256
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
+// d[i] = p[i]·(d[i]-dot)·scale for i < n; n is a positive multiple of 8.
+TEXT ·softmaxGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ d+0(FP), DI
+	MOVQ p+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	VBROADCASTSS dot+24(FP), Y2
+	VBROADCASTSS scale+28(FP), Y3
+loop:
+	VMOVUPS (DI), Y0
+	VSUBPS Y2, Y0, Y0
+	VMULPS (SI), Y0, Y0
+	VMULPS Y3, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ loop
+	VZEROUPPER
+	RET

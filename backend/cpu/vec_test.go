@@ -90,3 +90,29 @@ func TestGELUFast(t *testing.T) {
 		checkTol(t, "dinp", got, want, 1e-5, 1e-5)
 	})
 }
+
+// TestVecRowKernels checks each set's max, scale, dot and softmax gradient against the Go set at
+// lengths that leave every tail of 16 and 8 lanes (vecTestSizes, layernorm_test.go).
+func TestVecRowKernels(t *testing.T) {
+	forEachVecSet(t, func(t *testing.T) {
+		for _, n := range vecTestSizes {
+			t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(n), 7))
+				x, y := normalSlice(rng, n, 1), normalSlice(rng, n, 1)
+				if got, want := vecKern.max(x), maxGo(x); got != want {
+					t.Errorf("max = %v, want %v", got, want)
+				}
+				got, want := vecKern.dot(x, y), dotGo(x, y)
+				checkTol(t, "dot", []float32{got}, []float32{want}, 1e-5, 1e-5)
+				gotX, wantX := append([]float32(nil), x...), append([]float32(nil), x...)
+				vecKern.scale(gotX, 0.3)
+				scaleGo(wantX, 0.3)
+				checkTol(t, "scale", gotX, wantX, 0, 0)
+				gotD, wantD := append([]float32(nil), y...), append([]float32(nil), y...)
+				vecKern.softmaxGrad(gotD, x, 0.25, 0.125)
+				softmaxGradGo(wantD, x, 0.25, 0.125)
+				checkTol(t, "softmaxGrad", gotD, wantD, 0, 0)
+			})
+		}
+	})
+}
