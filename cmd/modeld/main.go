@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -238,12 +239,16 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		StreamInterceptors: obs.streamInterceptors(),
 	})
 	if c.defaultModel == builtin.Name {
-		wrote, err := builtin.Install(c.modelsDir)
+		st, err := builtin.Install(c.modelsDir)
 		if err != nil {
 			return err
 		}
-		if wrote {
+		switch st {
+		case builtin.Installed:
 			log.Info("built-in model installed", "model", builtin.Name, "models_dir", c.modelsDir)
+		case builtin.Differs:
+			log.Warn("the models folder's "+builtin.Name+" differs from this build's built-in model; serving the folder's (remove it to install the current one)",
+				"path", filepath.Join(c.modelsDir, builtin.Name))
 		}
 	}
 	if c.defaultModel != "" {

@@ -5,7 +5,9 @@
 package builtin
 
 import (
+	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -28,29 +30,77 @@ func FS() fs.FS {
 	return sub
 }
 
+// Status is what [Install] found or did.
+type Status int
+
+const (
+	// Installed: the folder was missing and Install wrote it.
+	Installed Status = iota
+	// Current: the folder holds this build's built-in model.
+	Current
+	// Differs: a folder of that name holds something else (a built-in model from an older
+	// build, or the user's own); Install leaves it alone.
+	Differs
+)
+
 // Install writes the built-in model into modelsDir/Name unless a folder of that name exists,
-// through a temporary folder renamed into place. It reports whether it wrote the model.
-func Install(modelsDir string) (bool, error) {
+// through a temporary folder renamed into place. It never overwrites: an existing folder whose
+// files differ from the embedded ones is reported as Differs, so the caller can say how to get
+// the current model (remove the folder).
+func Install(modelsDir string) (Status, error) {
 	dst := filepath.Join(modelsDir, Name)
 	if _, err := os.Stat(dst); err == nil {
-		return false, nil
+		same, err := matches(dst)
+		if err != nil {
+			return 0, fmt.Errorf("builtin: %w", err)
+		}
+		if same {
+			return Current, nil
+		}
+		return Differs, nil
 	}
 	if err := os.MkdirAll(modelsDir, 0o755); err != nil {
-		return false, fmt.Errorf("builtin: %w", err)
+		return 0, fmt.Errorf("builtin: %w", err)
 	}
 	tmp, err := os.MkdirTemp(modelsDir, ".builtin-")
 	if err != nil {
-		return false, fmt.Errorf("builtin: %w", err)
+		return 0, fmt.Errorf("builtin: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.CopyFS(tmp, FS()); err != nil {
-		return false, fmt.Errorf("builtin: %w", err)
+		return 0, fmt.Errorf("builtin: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		return false, fmt.Errorf("builtin: %w", err)
+		return 0, fmt.Errorf("builtin: %w", err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
-		return false, fmt.Errorf("builtin: %w", err)
+		return 0, fmt.Errorf("builtin: %w", err)
+	}
+	return Installed, nil
+}
+
+// matches reports whether every embedded file exists in dir with the same bytes (7.5 MB read
+// once at start). A missing file is a difference, not an error.
+func matches(dir string) (bool, error) {
+	entries, err := fs.ReadDir(FS(), ".")
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		want, err := fs.ReadFile(FS(), e.Name())
+		if err != nil {
+			return false, err
+		}
+		got, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !bytes.Equal(got, want) {
+			return false, nil
+		}
 	}
 	return true, nil
 }

@@ -14,14 +14,32 @@ import (
 	"github.com/modeld-dev/modeld/tokenizer"
 )
 
+// TestInstallNeverOverwrites checks that a folder of the built-in's name holding something else
+// (an older build's model, or the user's) is reported and left as it is.
+func TestInstallNeverOverwrites(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, Name, "config.json")
+	if err := os.MkdirAll(filepath.Dir(mine), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mine, []byte(`{"mine": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Install(dir); err != nil || st != Differs {
+		t.Fatalf("Install over another model = %v, %v; want Differs", st, err)
+	}
+	if got, err := os.ReadFile(mine); err != nil || string(got) != `{"mine": true}` {
+		t.Fatalf("the existing config.json is now %q, %v", got, err)
+	}
+}
+
 func TestInstallAndGenerate(t *testing.T) {
 	dir := t.TempDir()
-	wrote, err := Install(dir)
-	if err != nil || !wrote {
-		t.Fatalf("Install = %v, %v", wrote, err)
+	if st, err := Install(dir); err != nil || st != Installed {
+		t.Fatalf("Install = %v, %v; want Installed", st, err)
 	}
-	if wrote, err := Install(dir); err != nil || wrote {
-		t.Fatalf("second Install = %v, %v; want it to leave the existing folder", wrote, err)
+	if st, err := Install(dir); err != nil || st != Current {
+		t.Fatalf("second Install = %v, %v; want Current", st, err)
 	}
 	fsys := os.DirFS(filepath.Join(dir, Name))
 	m, err := model.Load(t.Context(), cpu.New(), fsys)
