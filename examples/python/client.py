@@ -71,6 +71,8 @@ def main():
     p.add_argument("--timeout", type=float, default=120, help="deadline of each call in seconds (default 120)")
     p.add_argument("prompt", nargs="?", help="text to continue; without it, only list the models")
     args = p.parse_args()
+    if args.max_new_tokens < 1:
+        p.error("--max-new-tokens must be at least 1")
 
     message, pool = load_types(os.path.join(HERE, "modeld.binpb"))
     ListModelsRequest = message("modeld.v1.ListModelsRequest")

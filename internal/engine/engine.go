@@ -246,7 +246,7 @@ func New(m *model.Model, tok *tokenizer.Tokenizer, cfg Config, log *slog.Logger)
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	if cfg.WeightsBF16 {
-		log.Info("inference weights", "dtype", inf.WeightsDType(), "backend", m.Backend.Name())
+		log.Info("inference weights", "dtype", inf.WeightsDType().String(), "backend", m.Backend.Name())
 	}
 	kv, err := m.NewKVCache(numBlocks, cfg.BlockSize)
 	if err != nil {

@@ -73,7 +73,9 @@ func (g *generateService) Generate(req *modeldv1.GenerateRequest, stream grpc.Se
 		PromptLogprobs: req.GetPromptLogprobs(),
 	}
 	if r.MaxNewTokens == 0 {
-		r.MaxNewTokens = min(DefaultMaxNewTokens, e.Model().Config.NPositions-len(prompt))
+		// What the context leaves, at most the default; at least 1, so that a prompt that fills
+		// the context gets the engine's error naming the context, not one about max_new_tokens.
+		r.MaxNewTokens = max(1, min(DefaultMaxNewTokens, e.Model().Config.NPositions-len(prompt)))
 	}
 	if max := g.s.opt.MaxNewTokens; max > 0 && r.MaxNewTokens > max {
 		return status.Errorf(codes.InvalidArgument, "max_new_tokens %d is above this server's limit of %d", r.MaxNewTokens, max)

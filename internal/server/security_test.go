@@ -496,6 +496,28 @@ func TestPathTraversal(t *testing.T) {
 
 // TestRequestLimits checks the per-request limits of the --max-prompt-tokens and
 // --max-new-tokens flags at and one above each limit.
+// TestDefaultMaxNewTokensAtContext checks the default max_new_tokens near the context's end: what
+// the context leaves, and for a prompt that fills it the error that names the context (not a
+// max_new_tokens the client never sent).
+func TestDefaultMaxNewTokensAtContext(t *testing.T) {
+	s := startWith(t, server.Options{})
+	gen := modeldv1.NewGenerateServiceClient(s.conn)
+	prompt := func(n int) []int32 { return make([]int32, n) } // the tiny model's context is 64
+	got, err := drain(gen.Generate(t.Context(), &modeldv1.GenerateRequest{PromptTokenIds: prompt(60), IgnoreEos: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 4 {
+		t.Errorf("a 60-token prompt in a 64-token context generated %d tokens by default, want 4", got)
+	}
+	for _, n := range []int{64, 100} {
+		_, err := drain(gen.Generate(t.Context(), &modeldv1.GenerateRequest{PromptTokenIds: prompt(n)}))
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "exceeds the model's context of 64 tokens") {
+			t.Errorf("a %d-token prompt with the default max_new_tokens: %v, want InvalidArgument naming the context", n, err)
+		}
+	}
+}
+
 func TestRequestLimits(t *testing.T) {
 	s := startWith(t, server.Options{MaxPromptTokens: 4, MaxNewTokens: 3})
 	gen := modeldv1.NewGenerateServiceClient(s.conn)
