@@ -13,7 +13,7 @@
 //
 // Shapes are given in llm.c's letters: B batch, T sequence length, C channels (n_embd), NH heads,
 // HS = C/NH head size, V vocabulary size, OC output channels, N = B*T rows. Every tensor is row-major
-// (C order) float32 unless it says int32. Matmul weights are stored (OC, C), PyTorch's nn.Linear
+// (C order) float32 unless it says int32 or BF16. Matmul weights are stored (OC, C), PyTorch's nn.Linear
 // layout; loaders transpose Hugging Face's Conv1D (C, OC) weights once.
 //
 // Kernels enqueue work and return nothing. A kernel given inconsistent sizes records an error; the
@@ -126,7 +126,8 @@ type KVCache struct {
 type Backend interface {
 	// Name is the registry name ("cpu", "cuda").
 	Name() string
-	// Alloc returns a zeroed buffer of n elements, or an error (out of device memory).
+	// Alloc returns a zeroed buffer of n elements of dtype F32 or I32, or an error: one wrapping
+	// [ErrOutOfMemory] when the backend's memory cannot hold it.
 	Alloc(dtype DType, n int) (Buffer, error)
 	// Free releases a buffer returned by Alloc. Views must not be used afterwards.
 	Free(b Buffer)
@@ -226,15 +227,16 @@ type FlashAttention interface {
 // and sums stay float32: only the storage of the weight is rounded. The model uses it when asked
 // to (model.InferenceOptions) and falls back to float32 weights otherwise.
 type BF16Weights interface {
-	// AllocBF16 returns a zeroed BF16 buffer of n elements, or an error (out of memory). Free
-	// releases it.
+	// AllocBF16 returns a zeroed BF16 buffer of n elements, or an error (one wrapping
+	// [ErrOutOfMemory] when the backend's memory cannot hold it). [Backend.Free] releases it.
 	AllocBF16(n int) (Buffer, error)
 	// UploadBF16 copies src, bfloat16 bit patterns (see [BF16FromF32]), into dst (BF16).
 	// len(src) must equal dst.Len().
 	UploadBF16(dst Buffer, src []uint16)
 	// MatmulForwardBF16 is [Backend.MatmulForward] with a BF16 weight: out(N,OC) = inp(N,C) ·
 	// weight(OC,C)^T + bias(OC), where each weight is widened exactly to float32 and the products
-	// are summed in float32. out, inp and bias are F32; bias may be nil.
+	// are summed in float32. out, inp and bias are F32; bias may be nil. Inconsistent sizes, or a
+	// weight that is not BF16, record the backend's sticky error.
 	MatmulForwardBF16(out, inp, weight, bias Buffer, N, C, OC int)
 }
 

@@ -23,7 +23,8 @@ import (
 // gpt2Small is GPT-2 124M: 50257 tokens, 1024 positions, 12 layers, 12 heads, 768 channels.
 var gpt2Small = model.Config{VocabSize: 50257, NPositions: 1024, NEmbd: 768, NLayer: 12, NHead: 12, BOSTokenID: 50256, EOSTokenID: 50256}
 
-// benchBackend opens the backend named by MODELD_BENCH_BACKEND, "cpu" when unset.
+// benchBackend opens the backend named by MODELD_BENCH_BACKEND, "cpu" when unset, and closes it
+// when the benchmark ends.
 func benchBackend(b *testing.B) backend.Backend {
 	b.Helper()
 	name := cmp.Or(os.Getenv("MODELD_BENCH_BACKEND"), "cpu")
@@ -31,6 +32,11 @@ func benchBackend(b *testing.B) backend.Backend {
 	if err != nil {
 		b.Fatalf("MODELD_BENCH_BACKEND=%s: %v", name, err)
 	}
+	b.Cleanup(func() {
+		if err := be.Close(); err != nil {
+			b.Errorf("%s: Close: %v", name, err)
+		}
+	})
 	b.Logf("backend %s", be.Name())
 	return be
 }

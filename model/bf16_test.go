@@ -42,11 +42,19 @@ func case1Logits(t *testing.T, m *model.Model, opt model.InferenceOptions) []flo
 	return slices.Clone(logits)
 }
 
-// maxAbsDiff returns max |a[i]-b[i]|.
+// maxAbsDiff returns max |a[i]-b[i]|, or +Inf if a and b differ in length or a difference is
+// NaN, so that a bound on it also rejects those.
 func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
 	d := 0.0
 	for i := range a {
-		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+		e := math.Abs(float64(a[i]) - float64(b[i]))
+		if math.IsNaN(e) {
+			return math.Inf(1)
+		}
+		d = max(d, e)
 	}
 	return d
 }
@@ -71,7 +79,12 @@ func TestOracleBF16Weights(t *testing.T) {
 	ref16 := readBin(t, "refs/case1/logits_bf16_weights.bin")
 	opt := model.InferenceOptions{WeightsBF16: true}
 	for _, be := range backends {
-		if _, ok := be.open().(backend.BF16Weights); !ok {
+		probe := be.open()
+		_, ok := probe.(backend.BF16Weights)
+		if probe != nil {
+			probe.Close()
+		}
+		if !ok {
 			continue // TestInferenceWithoutBF16Backend covers the fallback
 		}
 		t.Run("backend="+be.name+"/weights=hf-bf16", func(t *testing.T) {
@@ -101,10 +114,15 @@ func TestOracleBF16Weights(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer inf.Close()
+		if dt := inf.WeightsDType(); dt != backend.BF16 {
+			t.Fatalf("%s: WeightsDType = %v, want bf16", m.Backend.Name(), dt)
+		}
 		kv, err := m.NewKVCache(16, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer kv.Close()
 		seq := model.Seq{Tokens: g.Gen1.Prompt}
 		for i := range 16 {
 			seq.Blocks = append(seq.Blocks, int32(i))
@@ -126,6 +144,7 @@ func TestOracleBF16Weights(t *testing.T) {
 	})
 }
 
+// countDiff returns the number of indices where a and b differ; len(b) >= len(a).
 func countDiff(a, b []int32) int {
 	n := 0
 	for i := range a {
@@ -140,7 +159,7 @@ func countDiff(a, b []int32) int {
 // backend.BF16Weights falls back to float32 weights and the float32 results.
 func TestInferenceWithoutBF16Backend(t *testing.T) {
 	m := loadModel(t, f32Only{backends[0].open()}, "hf")
-	got := case1Logits(t, m, model.InferenceOptions{})
+	got := case1Logits(t, m, model.InferenceOptions{WeightsBF16: true})
 	inf, err := m.NewInferenceWith(t.Context(), 8, model.InferenceOptions{WeightsBF16: true})
 	if err != nil {
 		t.Fatal(err)

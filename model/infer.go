@@ -105,10 +105,10 @@ type InferenceOptions struct {
 	// model's float32 parameters, when the backend offers [backend.BF16Weights]; otherwise the
 	// inference keeps float32 weights ([Inference.WeightsDType] says which). Products and sums
 	// stay float32. This halves the bytes a decode step streams; on the gpt2-tiny oracle the
-	// logits move by at most 0.033 and greedy tokens do not change (TestOracleBF16Weights). The bfloat16 weights are a
-	// snapshot taken by NewInferenceWith, which later parameter updates do not reach, and they
-	// add half the size of those weights to the model's memory (the float32 parameters stay:
-	// the embedding lookup, biases and LayerNorms read them).
+	// logits move by at most 0.033 and greedy tokens do not change (TestOracleBF16Weights). The
+	// bfloat16 weights are a snapshot taken by NewInferenceWith, which later parameter updates
+	// do not reach, and they add half the size of those weights to the model's memory (the
+	// float32 parameters stay: the embedding lookup, biases and LayerNorms read them).
 	WeightsBF16 bool
 }
 

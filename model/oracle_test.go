@@ -95,6 +95,11 @@ func loadModel(t *testing.T, b backend.Backend, dir string) *model.Model {
 	if b == nil {
 		t.Skipf("backend unavailable: %v", cudaErr)
 	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("closing %s: %v", b.Name(), err)
+		}
+	})
 	m, err := model.Load(t.Context(), b, os.DirFS(filepath.Join(oracle, dir)))
 	if err != nil {
 		t.Fatal(err)

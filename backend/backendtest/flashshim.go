@@ -5,8 +5,9 @@ import "github.com/modeld-dev/modeld/backend"
 // FlashShim returns b offering [backend.FlashAttention] by composing its plain AttentionForward
 // and AttentionBackward, recomputing the (B,NH,T,T) attention matrix in the backward as a fused
 // kernel does; lse is left 0. It lets a caller's FlashAttention path (the model's trainer) be
-// tested on a machine without a fused kernel. b must run kernels synchronously (the CPU
-// backends), since the shim frees its temporaries when each call returns.
+// tested on a machine without a fused kernel. The shim offers no other optional interface of b
+// (such as [backend.BF16Weights]). b must run kernels synchronously (the CPU backends), since
+// the shim frees its temporaries when each call returns; it panics if it cannot allocate them.
 func FlashShim(b backend.Backend) backend.Backend { return flashShim{b} }
 
 type flashShim struct{ backend.Backend }

@@ -44,7 +44,7 @@ func checkTol(t *testing.T, what string, got, want []float32, atol, rtol float64
 	}
 }
 
-// attentionShapes covers edge blocks of every set's mr and nr, head sizes that are not a multiple
+// attentionTestShapes covers edge blocks of every set's mr and nr, head sizes that are not a multiple
 // of nr, and a prefill-sized head.
 var attentionTestShapes = []struct{ B, T, C, NH int }{
 	{1, 1, 3, 1}, {2, 7, 22, 2}, {3, 13, 33, 3}, {1, 65, 128, 2}, {2, 70, 96, 1}, {1, 200, 768, 12},

@@ -99,19 +99,25 @@ func matmulForwardBF16Naive(out, inp []float32, weight []uint16, bias []float32,
 	}
 }
 
-// bf16KernelSet holds the kernels of the bfloat16-weight forward for one instruction set.
+// bf16KernelSet holds the kernels of the bfloat16-weight forward for one instruction set: the
+// dot products of gemvForward over bfloat16 weights (decode), and the widening of weight rows to
+// float32 for the packed GEMM (prefill).
 type bf16KernelSet struct {
 	name string
-	// dot8 sets out[r] = Σ_p float32(w[r*ldw+p])·x[p] for r < 8.
-	dot8 func(k int, w []uint16, ldw int, x []float32, out *[8]float32)
-	// dot4x4 sets out[4*s+r] = Σ_p float32(w[r*ldw+p])·x[s*ldx+p] for r, s < 4.
-	dot4x4 func(k int, w []uint16, ldw int, x []float32, ldx int, out *[16]float32)
+	gemvKernels[uint16]
 	// widen sets dst[i] = float32(src[i]) for i < len(dst).
 	widen func(dst []float32, src []uint16)
 }
 
+// bf16Kernels is the kernel set that MatmulForwardBF16 uses: the widest this CPU runs.
+var bf16Kernels = bf16KernelSets()[0]
+
 // bf16Go is the portable kernel set.
-var bf16Go = bf16KernelSet{name: "go", dot8: dot8BF16Go, dot4x4: dot4x4BF16Go, widen: widenBF16Go}
+var bf16Go = bf16KernelSet{
+	name:        "go",
+	gemvKernels: gemvKernels[uint16]{dot8: dot8BF16Go, dot4x4: dot4x4BF16Go, dot: dotBF16Go},
+	widen:       widenBF16Go,
+}
 
 // matmulForwardBF16 computes out(N,OC) = inp(N,C) · weight(OC,C)^T + bias(OC) with weight in
 // bfloat16 bit patterns, in parallel over GOMAXPROCS cores, with the kernels ks. bias may be nil;
@@ -126,8 +132,7 @@ func matmulForwardBF16(ks *bf16KernelSet, out, inp []float32, weight []uint16, b
 		bias = bias[:OC]
 	}
 	if N <= gemvMaxN {
-		gemvForward(gemvKernels[uint16]{ks.dot8, ks.dot4x4, func(w []uint16, x []float32) float32 { return dotBF16Go(x, w) }},
-			out, inp, weight, bias, N, C, OC)
+		gemvForward(ks.gemvKernels, out, inp, weight, bias, N, C, OC)
 		return
 	}
 	if C <= 0 {

@@ -1,57 +1,47 @@
 package cpu
 
 // Assembly kernels of the bfloat16-weight forward (bf16_amd64.s), chosen at startup with the
-// float32 kernels (matmulCPUFeatures).
-
-// bf16Kernels is the kernel set that MatmulForwardBF16 uses: the widest this CPU runs.
-var bf16Kernels = bf16KernelSets()[0]
+// float32 kernels (simdKernelSets).
 
 // bf16KernelSets returns the bfloat16 kernel sets this CPU can run, fastest first; the portable
 // Go set is always last.
-func bf16KernelSets() []bf16KernelSet {
-	var sets []bf16KernelSet
-	avx2, avx512 := matmulCPUFeatures()
-	if avx512 {
-		sets = append(sets, bf16AVX512)
-	}
-	if avx2 {
-		sets = append(sets, bf16AVX2)
-	}
-	return append(sets, bf16Go)
-}
+func bf16KernelSets() []bf16KernelSet { return simdKernelSets(bf16AVX512, bf16AVX2, bf16Go) }
 
 // bf16AVX512 widens 16 weights per vpmovzxwd into a zmm register.
 var bf16AVX512 = bf16KernelSet{
 	name: "avx512",
-	dot8: func(k int, w []uint16, ldw int, x []float32, out *[8]float32) {
-		kv := k &^ 15
-		if kv > 0 {
-			_, _ = w[7*ldw+kv-1], x[kv-1]
-			dot8BF16AVX512(kv, &w[0], ldw, &x[0], out)
-		} else {
-			*out = [8]float32{}
-		}
-		if kv < k {
-			for r := range out {
-				out[r] += dotBF16Go(x[kv:k], w[r*ldw+kv:r*ldw+k])
+	gemvKernels: gemvKernels[uint16]{
+		dot8: func(k int, w []uint16, ldw int, x []float32, out *[8]float32) {
+			kv := k &^ 15
+			if kv > 0 {
+				_, _ = w[7*ldw+kv-1], x[kv-1]
+				dot8BF16AVX512(kv, &w[0], ldw, &x[0], out)
+			} else {
+				*out = [8]float32{}
 			}
-		}
-	},
-	dot4x4: func(k int, w []uint16, ldw int, x []float32, ldx int, out *[16]float32) {
-		kv := k &^ 15
-		if kv > 0 {
-			_, _ = w[3*ldw+kv-1], x[3*ldx+kv-1]
-			dot4x4BF16AVX512(kv, &w[0], ldw, &x[0], ldx, out)
-		} else {
-			*out = [16]float32{}
-		}
-		if kv < k {
-			for r := range 4 {
-				for s := range 4 {
-					out[4*s+r] += dotBF16Go(x[s*ldx+kv:s*ldx+k], w[r*ldw+kv:r*ldw+k])
+			if kv < k {
+				for r := range out {
+					out[r] += dotBF16Go(x[kv:k], w[r*ldw+kv:r*ldw+k])
 				}
 			}
-		}
+		},
+		dot4x4: func(k int, w []uint16, ldw int, x []float32, ldx int, out *[16]float32) {
+			kv := k &^ 15
+			if kv > 0 {
+				_, _ = w[3*ldw+kv-1], x[3*ldx+kv-1]
+				dot4x4BF16AVX512(kv, &w[0], ldw, &x[0], ldx, out)
+			} else {
+				*out = [16]float32{}
+			}
+			if kv < k {
+				for r := range 4 {
+					for s := range 4 {
+						out[4*s+r] += dotBF16Go(x[s*ldx+kv:s*ldx+k], w[r*ldw+kv:r*ldw+k])
+					}
+				}
+			}
+		},
+		dot: dotBF16Go,
 	},
 	widen: widenBF16AVX,
 }
@@ -59,19 +49,22 @@ var bf16AVX512 = bf16KernelSet{
 // bf16AVX2 widens 8 weights per vpmovzxwd into a ymm register.
 var bf16AVX2 = bf16KernelSet{
 	name: "avx2",
-	dot8: func(k int, w []uint16, ldw int, x []float32, out *[8]float32) {
-		var r4 [4]float32
-		dot4BF16AVX2Go(k, w, ldw, x, &r4)
-		copy(out[:4], r4[:])
-		dot4BF16AVX2Go(k, w[4*ldw:], ldw, x, &r4)
-		copy(out[4:], r4[:])
-	},
-	dot4x4: func(k int, w []uint16, ldw int, x []float32, ldx int, out *[16]float32) {
-		var r4 [4]float32
-		for s := range 4 {
-			dot4BF16AVX2Go(k, w, ldw, x[s*ldx:], &r4)
-			copy(out[4*s:4*s+4], r4[:])
-		}
+	gemvKernels: gemvKernels[uint16]{
+		dot8: func(k int, w []uint16, ldw int, x []float32, out *[8]float32) {
+			var r4 [4]float32
+			dot4BF16AVX2Go(k, w, ldw, x, &r4)
+			copy(out[:4], r4[:])
+			dot4BF16AVX2Go(k, w[4*ldw:], ldw, x, &r4)
+			copy(out[4:], r4[:])
+		},
+		dot4x4: func(k int, w []uint16, ldw int, x []float32, ldx int, out *[16]float32) {
+			var r4 [4]float32
+			for s := range 4 {
+				dot4BF16AVX2Go(k, w, ldw, x[s*ldx:], &r4)
+				copy(out[4*s:4*s+4], r4[:])
+			}
+		},
+		dot: dotBF16Go,
 	},
 	widen: widenBF16AVX,
 }

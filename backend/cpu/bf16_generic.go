@@ -2,9 +2,5 @@
 
 package cpu
 
-// bf16Kernels is the kernel set of the bfloat16-weight forward: portable Go on this
-// architecture.
-var bf16Kernels = bf16Go
-
 // bf16KernelSets returns the bfloat16 kernel sets this CPU can run: only the portable Go set.
 func bf16KernelSets() []bf16KernelSet { return []bf16KernelSet{bf16Go} }

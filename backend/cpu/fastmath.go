@@ -81,7 +81,7 @@ func cachedAttentionFast(out, qkv, kc, vc []float32, s backend.CachedSeq, t, bs,
 	for p := range P {
 		k := kc[(int(s.Blocks[p/bs])*bs+p%bs)*C:][:C]
 		for h := range NH {
-			scores[h*P+p] = dot(q[h*hs:(h+1)*hs], k[h*hs:(h+1)*hs]) * scale
+			scores[h*P+p] = dotGo(q[h*hs:(h+1)*hs], k[h*hs:(h+1)*hs]) * scale
 		}
 	}
 	for h := range NH {
@@ -95,23 +95,6 @@ func cachedAttentionFast(out, qkv, kc, vc []float32, s backend.CachedSeq, t, bs,
 			axpy(o[h*hs:(h+1)*hs], v[h*hs:(h+1)*hs], scores[h*P+p])
 		}
 	}
-}
-
-// dot is sum(a[i]*b[i]) with four accumulators; len(b) >= len(a).
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // axpy is y += alpha*x; len(x) >= len(y).

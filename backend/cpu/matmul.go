@@ -596,8 +596,8 @@ type gemvKernels[W float32 | uint16] struct {
 	dot8 func(k int, w []W, ldw int, x []float32, out *[8]float32)
 	// dot4x4 sets out[4*s+r] = Σ_p w[r*ldw+p]·x[s*ldx+p] for r, s < 4.
 	dot4x4 func(k int, w []W, ldw int, x []float32, ldx int, out *[16]float32)
-	// dot returns Σ_p w[p]·x[p] for one row (the last OC%8 rows).
-	dot func(w []W, x []float32) float32
+	// dot returns Σ_p x[p]·w[p] for one row (the last OC%8 rows); len(w) >= len(x).
+	dot func(x []float32, w []W) float32
 }
 
 // gemvForward is matmulForward for few rows (N <= gemvMaxN): each output is the dot product of a
@@ -649,7 +649,7 @@ func gemvForward[W float32 | uint16](ks gemvKernels[W], out, inp []float32, weig
 					b = bias[o]
 				}
 				for n := range N {
-					out[n*OC+o] = ks.dot(w, inp[n*C:(n+1)*C]) + b
+					out[n*OC+o] = ks.dot(inp[n*C:(n+1)*C], w) + b
 				}
 			}
 		}

@@ -8,16 +8,21 @@ var matmulKernels = matmulKernelSets()[0]
 
 // matmulKernelSets returns the kernel sets this CPU can run, fastest first; the portable Go set
 // is always last.
-func matmulKernelSets() []gemmKernels {
-	var sets []gemmKernels
-	avx2, avx512 := matmulCPUFeatures()
-	if avx512 {
-		sets = append(sets, gemmAVX512)
+func matmulKernelSets() []gemmKernels { return simdKernelSets(gemmAVX512, gemmAVX2, gemmGo) }
+
+// simdKernelSets returns the kernel sets among avx512, avx2 and portable that this CPU runs
+// (matmulCPUFeatures), fastest first; portable is always last. The matmul, vector and bfloat16
+// kernel sets are chosen with it, so that they agree.
+func simdKernelSets[K any](avx512, avx2, portable K) []K {
+	var sets []K
+	hasAVX2, hasAVX512 := matmulCPUFeatures()
+	if hasAVX512 {
+		sets = append(sets, avx512)
 	}
-	if avx2 {
-		sets = append(sets, gemmAVX2)
+	if hasAVX2 {
+		sets = append(sets, avx2)
 	}
-	return append(sets, gemmGo)
+	return append(sets, portable)
 }
 
 // matmulCPUFeatures reports whether the CPU and OS support AVX2 with FMA, and AVX-512F. (On

@@ -7,8 +7,9 @@ import (
 )
 
 // vecKernels is a set of SIMD kernels for attention (attention.go), softmax, cross-entropy, GELU,
-// LayerNorm (layernorm.go) and AdamW, with the panel sizes of its attention micro-kernel. The assembly sets (vec_amd64.go) are
-// chosen with the matmul kernels, from what CPUID reports; vecGo is the portable set.
+// LayerNorm (layernorm.go) and AdamW, with the panel sizes of its attention micro-kernel. The
+// assembly sets (vec_amd64.go) are chosen with the matmul kernels, from what CPUID reports; vecGo
+// is the portable set.
 type vecKernels struct {
 	name string
 	// mr and nr are the rows of A and the columns of B and C of one attn call.

@@ -1,21 +1,11 @@
 package cpu
 
 // Assembly kernels of attention, softmax and cross-entropy (vec_amd64.s), chosen at startup
-// with the matmul kernels (matmulCPUFeatures).
+// with the matmul kernels (simdKernelSets).
 
 // vecKernelSets returns the vector kernel sets this CPU can run, fastest first; the portable Go
 // set is always last.
-func vecKernelSets() []vecKernels {
-	var sets []vecKernels
-	avx2, avx512 := matmulCPUFeatures()
-	if avx512 {
-		sets = append(sets, vecAVX512)
-	}
-	if avx2 {
-		sets = append(sets, vecAVX2)
-	}
-	return append(sets, vecGo)
-}
+func vecKernelSets() []vecKernels { return simdKernelSets(vecAVX512, vecAVX2, vecGo) }
 
 // vecAVX512 is the AVX-512 set: a 6×64 attention micro-kernel (24 zmm accumulators) and 16-lane
 // exp, max, scale, dot, softmax gradient, GELU, LayerNorm (layernorm_amd64.go) and AdamW

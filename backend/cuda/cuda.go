@@ -408,15 +408,20 @@ func (b *Backend) Copy(dst, src backend.Buffer) {
 	}))
 }
 
-// Gather copies rows idx[i] of inp(rows,C) into row i of out(len(idx),C): idx is checked on
-// the host, copied to a device buffer and read by the kernel gather_rows.
+// Gather implements backend.Backend: row i of out(len(idx),C) = row idx[i] of inp(rows,C).
+// idx is checked on the host (a row outside [0, rows) records an error), copied to a scratch
+// on the device and read by the kernel gather_rows.
 func (b *Backend) Gather(out, inp backend.Buffer, idx []int32, C int) {
 	const k = "Gather"
 	if b.failed() {
 		return
 	}
-	if C <= 0 || inp == nil {
-		b.fail(fmt.Errorf("cuda: %s: C=%d", k, C))
+	if C <= 0 {
+		b.failf(k, "C=%d", C)
+		return
+	}
+	if inp == nil {
+		b.failf(k, "inp is nil")
 		return
 	}
 	rows := inp.Len() / C
@@ -427,7 +432,7 @@ func (b *Backend) Gather(out, inp backend.Buffer, idx []int32, C int) {
 	}
 	for i, r := range idx {
 		if r < 0 || int(r) >= rows {
-			b.fail(fmt.Errorf("cuda: %s: row %d at %d is outside [0, %d)", k, r, i, rows))
+			b.failf(k, "row %d at row %d is outside [0, %d)", r, i, rows) // the CPU backend's words
 			return
 		}
 	}
@@ -436,7 +441,7 @@ func (b *Backend) Gather(out, inp backend.Buffer, idx []int32, C int) {
 	}
 	a, err := b.alloc(len(idx), false)
 	if err != nil {
-		b.fail(fmt.Errorf("cuda: %s: %w", k, err))
+		b.fail(fmt.Errorf("cuda: %s: scratch of %d ids: %w", k, len(idx), err))
 		return
 	}
 	ids := &buffer{dev: b.dev, alloc: a, ptr: a.blk.ptr, n: len(idx), dtype: backend.I32}
@@ -445,9 +450,6 @@ func (b *Backend) Gather(out, inp backend.Buffer, idx []int32, C int) {
 	b.launch("gather_rows", gridFor(len(idx)*C), dim3{X: 256}, 0, out, inp, ids, len(idx), C)
 	b.release(a)
 }
-
-// blocks returns the number of blocks of size threads that cover n elements.
-func blocks(n, size int) uint32 { return uint32((n + size - 1) / size) }
 
 // gridFor is the grid of 256-thread blocks for a grid-stride loop over n elements (add_bias,
 // gather_rows): one element per thread, up to 65536 blocks, which fill any GPU; past that each
@@ -458,7 +460,7 @@ func gridFor(n int) dim3 { return dim3{X: min(blocks(n, 256), 1<<16)} }
 func (b *Backend) dims(kernel string, sizes ...int) bool {
 	for _, s := range sizes {
 		if s < 0 || s > math.MaxInt32 {
-			b.fail(fmt.Errorf("cuda: %s: size %d", kernel, s))
+			b.failf(kernel, "size %d", s)
 			return false
 		}
 	}

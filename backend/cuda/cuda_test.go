@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -387,49 +386,63 @@ func TestLaunchErrors(t *testing.T) {
 }
 
 // TestHostChecks covers the checks made before anything is enqueued, on a device that was
-// never opened.
+// never opened: each records an error that names the method and what is wrong, and enqueues
+// nothing.
 func TestHostChecks(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		call func(b *Backend)
+		want string // the recorded error
 	}{
 		{"matmul_forward/bad=out", func(b *Backend) {
 			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
 			b.MatmulForward(f(3*33-1), f(3*17), f(33*17), nil, 3, 17, 33)
-		}},
+		}, "cuda: MatmulForward: out has 98 elements, want 99"},
 		{"matmul_backward/bad=dweight", func(b *Backend) {
 			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
 			b.MatmulBackward(f(3*17), f(33*17+1), nil, f(3*33), f(3*17), f(33*17), 3, 17, 33)
-		}},
+		}, "cuda: MatmulBackward: dweight has 562 elements, want 561"},
 		{"matmul_forward/bad=negative", func(b *Backend) {
 			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
 			b.MatmulForward(f(0), f(0), f(0), nil, -1, 0, 0)
-		}},
+		}, "cuda: MatmulForward: size -1"},
 		{"gather/bad=row", func(b *Backend) {
 			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
 			b.Gather(f(2*3), f(4*3), []int32{0, 4}, 3)
-		}},
+		}, "cuda: Gather: row 4 at row 1 is outside [0, 4)"},
 		{"upload/bad=dtype", func(b *Backend) {
 			b.Upload(&buffer{dev: b.dev, ptr: 0x1000, n: 2, dtype: backend.I32}, []float32{1, 2})
-		}},
+		}, "cuda: Upload: dst is i32, want f32"},
 		{"copy/bad=length", func(b *Backend) {
 			b.Copy(&buffer{dev: b.dev, ptr: 0x1000, n: 2, dtype: backend.F32}, &buffer{dev: b.dev, ptr: 0x2000, n: 3, dtype: backend.F32})
-		}},
+		}, "cuda: Copy: dst has 2 elements, want 3"},
 		{"free/bad=view", func(b *Backend) {
 			a := &allocation{blk: block{ptr: 0x1000, size: 512}, n: 8}
 			b.Free((&buffer{dev: b.dev, alloc: a, ptr: 0x1000, n: 8, dtype: backend.F32}).Slice(1, 2))
-		}},
+		}, "cuda: Free of a view; free the buffer Alloc returned"},
+		{"attention_forward/bad=head", func(b *Backend) {
+			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
+			b.AttentionForward(f(2*128), f(2*2), f(2*3*128), 1, 2, 128, 1)
+		}, "cuda: AttentionForward: head size 128: the CUDA attention kernels take heads of at most 64 channels"},
+		{"cached_attention/bad=block", func(b *Backend) {
+			f := func(n int) backend.Buffer { return &buffer{dev: b.dev, ptr: 0x1000, n: n, dtype: backend.F32} }
+			cache := backend.KVCache{K: f(4 * 2 * 8), V: f(4 * 2 * 8), BlockSize: 2}
+			b.CachedAttention(f(1*8), f(1*3*8), cache, []backend.CachedSeq{{Row: 0, Len: 1, Pos: 0, Blocks: []int32{4}}}, 8, 2)
+		}, "cuda: CachedAttention: sequence 0 uses block 4 of 4"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := fakeHandle(0)
 			c.call(b)
-			if b.sticky() == nil {
+			err := b.sticky()
+			if err == nil {
 				t.Fatal("no error recorded")
+			}
+			if err.Error() != c.want {
+				t.Errorf("error %q, want %q", err, c.want)
 			}
 			if len(b.pending) != 0 {
 				t.Errorf("%d calls enqueued after the error", len(b.pending))
 			}
-			t.Log(b.sticky())
 		})
 	}
 }
@@ -533,7 +546,13 @@ func TestKernelsCompileToCUBIN(t *testing.T) {
 			t.Errorf("%s: the CUBIN is not an ELF file", mods[i].Name)
 		}
 	}
-	if _, err := os.Stat(c.dir); err != nil {
-		t.Error(err)
+	// Every module's CUBIN is in the cache, so the next start compiles nothing.
+	if files, _ := filepath.Glob(filepath.Join(c.dir, "*.cubin")); len(files) != len(mods) {
+		t.Errorf("the cache holds %d CUBINs, want %d (one a module)", len(files), len(mods))
+	}
+	for i, r := range c.all(mods, "sm_80", 1000*major+10*minor) {
+		if r.err != nil || !r.cached {
+			t.Errorf("%s: second lookup: cached %t, %v; want the cached CUBIN", mods[i].Name, r.cached, r.err)
+		}
 	}
 }

@@ -11,7 +11,7 @@ var _ backend.FlashAttention = (*Backend)(nil)
 // scaled scores; no (T,T) matrix is stored. Grid (ceil(T/64), B*NH), a thread per query row.
 func (b *Backend) FlashAttentionForward(out, lse, qkv backend.Buffer, B, T, C, NH int) {
 	const k = "FlashAttentionForward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	hs, d, ok := b.headBound(k, C, NH)
@@ -19,7 +19,7 @@ func (b *Backend) FlashAttentionForward(out, lse, qkv backend.Buffer, B, T, C, N
 		B <= 0 || T <= 0 || !b.batchHeads(k, B, NH) {
 		return
 	}
-	b.launch("flash_forward_"+d, dim3{X: uint32(ceilDiv(T, 64)), Y: uint32(B * NH)}, dim3{X: 64}, 0,
+	b.launch("flash_forward_"+d, dim3{X: blocks(T, 64), Y: uint32(B * NH)}, dim3{X: 64}, 0,
 		out, lse, qkv, T, C, NH, attentionScale(hs))
 }
 
@@ -31,7 +31,7 @@ func (b *Backend) FlashAttentionForward(out, lse, qkv backend.Buffer, B, T, C, N
 // probabilities and dout·v twice.
 func (b *Backend) FlashAttentionBackward(dqkv, dout, out, lse, qkv backend.Buffer, B, T, C, NH int) {
 	const k = "FlashAttentionBackward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	hs, d, ok := b.headBound(k, C, NH)
@@ -45,7 +45,7 @@ func (b *Backend) FlashAttentionBackward(dqkv, dout, out, lse, qkv backend.Buffe
 	}
 	scale := attentionScale(hs)
 	b.launch("attention_delta", gridFor(B*NH*T), dim3{X: 256}, 0, delta, dout, out, B, T, C, NH)
-	grid := dim3{X: uint32(ceilDiv(T, 64)), Y: uint32(B * NH)}
+	grid := dim3{X: blocks(T, 64), Y: uint32(B * NH)}
 	b.launch("flash_backward_dkdv_"+d, grid, dim3{X: 64}, 0, dqkv, dout, qkv, lse, delta, T, C, NH, scale)
 	b.launch("flash_backward_dq_"+d, grid, dim3{X: 64}, 0, dqkv, dout, qkv, lse, delta, T, C, NH, scale)
 	b.Free(delta)

@@ -23,8 +23,9 @@ import (
 // Arguments are checked here as the CPU backend checks them (backend/cpu/kernels.go), with the
 // same sizes; a mismatch records the sticky error and enqueues nothing. Ids that live on the
 // device (tokens, positions, cross-entropy targets) are checked by the kernels, which never
-// index with a bad id and write the first bad row into a small error buffer that the method
-// reads back before returning (see checkIDs). Host-side arguments (CachedAttention's block
+// index with a bad id and write a bad row (the first thread to find one wins: not always the
+// lowest row, which the CPU backend names) into a small error buffer that the method reads
+// back before returning (see checkIDs). Host-side arguments (CachedAttention's block
 // tables) are checked on the host and uploaded into scratch buffers from the caching allocator,
 // freed in stream order after the kernels that read them.
 
@@ -64,9 +65,8 @@ func kernelModules() []kernelModule {
 // ceilDiv returns ceil(n/d) for n >= 0, d > 0.
 func ceilDiv(n, d int) int { return (n + d - 1) / d }
 
-// ok reports whether no error is recorded; kernel methods return at once otherwise, as the CPU
-// backend's do.
-func (b *Backend) ok() bool { return !b.failed() }
+// blocks returns the number of blocks of size threads that cover n elements, as a grid size.
+func blocks(n, size int) uint32 { return uint32(ceilDiv(n, size)) }
 
 // failf records a formatted argument error of kernel.
 func (b *Backend) failf(kernel, format string, args ...any) {
@@ -107,16 +107,16 @@ func (b *Backend) scratch(kernel string, dtype backend.DType, n int) backend.Buf
 }
 
 // idErrors is the length of the device error buffer of the kernels that check ids (encoder.cu,
-// crossentropy.cu): int32, err[0] = 1 + the first bad row (0 when none), err[1] = its id,
+// crossentropy.cu): int32, err[0] = 1 + a bad row (0 when none), err[1] = its id,
 // err[2] = which id array it came from (encoder.cu: 0 tokens, 1 positions; crossentropy.cu
 // leaves it 0). It is allocated as F32, since Download reads F32, and read back bit for bit.
 const idErrors = 3
 
-// checkIDs waits for the kernels enqueued so far, reads the error buffer errBuf that they wrote
-// and records "kernel: what %d at row %d is outside [0, limit)" if a row was bad, the error the
-// CPU backend gives (what gets the row, the id and err[2], the kind of id). It frees errBuf. This costs one host round trip per call, the price of
-// reporting bad ids (which the model checks on the host before uploading) as errors rather than
-// NaNs.
+// checkIDs waits for the kernels enqueued so far, reads the error buffer errBuf (idErrors
+// elements) that they wrote and, if a row was bad, records "cuda: kernel: " + what(row, id,
+// kind), in the CPU backend's words ("token 7 at row 3 is outside [0, 5)"). It frees errBuf.
+// This costs one host round trip (a Sync) per call, the price of reporting bad ids (which the
+// model checks on the host before uploading) as errors rather than NaNs.
 func (b *Backend) checkIDs(kernel string, errBuf backend.Buffer, what func(row, id, kind int) string) {
 	got := make([]float32, idErrors)
 	b.Download(got, errBuf)
@@ -129,12 +129,12 @@ func (b *Backend) checkIDs(kernel string, errBuf backend.Buffer, what func(row, 
 	}
 }
 
-// EncoderForward implements backend.Backend: out(N,C) = wte[tokens] + wpe[positions]
-// (encoder.cu). A token or position outside wte's or wpe's rows records an error and gives a
-// NaN row.
+// EncoderForward implements backend.Backend: out(N,C) = wte(V,C)[tokens(N)] +
+// wpe(maxT,C)[positions(N)] (encoder.cu). A token or position outside wte's or wpe's rows
+// records an error and gives a NaN row; it waits for the GPU (checkIDs).
 func (b *Backend) EncoderForward(out, tokens, positions, wte, wpe backend.Buffer, N, C int) {
 	const k = "EncoderForward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if C <= 0 || N < 0 {
@@ -170,10 +170,11 @@ func idMessage(V, maxT int) func(row, id, kind int) string {
 // EncoderBackward implements backend.Backend (encoder.cu): deterministic, and bit for bit the
 // CPU reference's sums. encoder_links finds, for every row, the next row with the same token
 // (position) and whether it is the first; encoder_backward then adds each chain of rows into
-// its gradient row in row order, one thread per channel. Needs a scratch of 4N int32.
+// its gradient row in row order, one thread per channel. Needs a scratch of 4N int32. A bad
+// token or position records an error (its row is skipped); it waits for the GPU (checkIDs).
 func (b *Backend) EncoderBackward(dwte, dwpe, dout, tokens, positions backend.Buffer, N, C int) {
 	const k = "EncoderBackward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if C <= 0 || N < 0 {
@@ -195,9 +196,9 @@ func (b *Backend) EncoderBackward(dwte, dwpe, dout, tokens, positions backend.Bu
 		b.Free(links)
 		return
 	}
-	b.launch("encoder_links", dim3{X: uint32(ceilDiv(N, 256)), Y: 2}, dim3{X: 256}, 0,
+	b.launch("encoder_links", dim3{X: blocks(N, 256), Y: 2}, dim3{X: 256}, 0,
 		links, tokens, positions, N, V, maxT, errBuf)
-	b.launch("encoder_backward", dim3{X: uint32(N), Y: uint32(ceilDiv(C, 256)), Z: 2}, dim3{X: 256}, 0,
+	b.launch("encoder_backward", dim3{X: uint32(N), Y: blocks(C, 256), Z: 2}, dim3{X: 256}, 0,
 		dwte, dwpe, dout, tokens, positions, links, N, C)
 	b.Free(links)
 	b.checkIDs(k, errBuf, idMessage(V, maxT))
@@ -206,14 +207,14 @@ func (b *Backend) EncoderBackward(dwte, dwpe, dout, tokens, positions backend.Bu
 // LayerNormForward implements backend.Backend (layernorm.cu): one warp per row.
 func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias backend.Buffer, N, C int) {
 	const k = "LayerNormForward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if !b.f32(k, "out", out, N*C) || !b.f32(k, "mean", mean, N) || !b.f32(k, "rstd", rstd, N) ||
 		!b.f32(k, "inp", inp, N*C) || !b.f32(k, "weight", weight, C) || !b.f32(k, "bias", bias, C) {
 		return
 	}
-	b.launch("layernorm_forward", dim3{X: uint32(ceilDiv(N, 8))}, dim3{X: 256}, 0,
+	b.launch("layernorm_forward", dim3{X: blocks(N, 8)}, dim3{X: 256}, 0,
 		out, mean, rstd, inp, weight, bias, N, C)
 }
 
@@ -221,7 +222,7 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias backend.Bu
 // dweight and dbias reduced over the rows in a fixed order (deterministic).
 func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd backend.Buffer, N, C int) {
 	const k = "LayerNormBackward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if !b.f32(k, "dinp", dinp, N*C) || !b.f32(k, "dweight", dweight, C) || !b.f32(k, "dbias", dbias, C) ||
@@ -229,16 +230,16 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 		!b.f32(k, "mean", mean, N) || !b.f32(k, "rstd", rstd, N) || N <= 0 || C <= 0 {
 		return
 	}
-	b.launch("layernorm_backward_input", dim3{X: uint32(ceilDiv(N, 8))}, dim3{X: 256}, 0,
+	b.launch("layernorm_backward_input", dim3{X: blocks(N, 8)}, dim3{X: 256}, 0,
 		dinp, dout, inp, weight, mean, rstd, N, C)
-	b.launch("layernorm_backward_params", dim3{X: uint32(ceilDiv(C, 32))}, dim3{X: 32, Y: 32}, 0,
+	b.launch("layernorm_backward_params", dim3{X: blocks(C, 32)}, dim3{X: 32, Y: 32}, 0,
 		dweight, dbias, dout, inp, mean, rstd, N, C)
 }
 
 // GELUForward implements backend.Backend (elementwise.cu).
 func (b *Backend) GELUForward(out, inp backend.Buffer, n int) {
 	const k = "GELUForward"
-	if b.ok() && b.f32(k, "out", out, n) && b.f32(k, "inp", inp, n) {
+	if !b.failed() && b.f32(k, "out", out, n) && b.f32(k, "inp", inp, n) {
 		b.launch("gelu_forward", gridFor(n), dim3{X: 256}, 0, out, inp, n)
 	}
 }
@@ -246,7 +247,7 @@ func (b *Backend) GELUForward(out, inp backend.Buffer, n int) {
 // GELUBackward implements backend.Backend (elementwise.cu).
 func (b *Backend) GELUBackward(dinp, inp, dout backend.Buffer, n int) {
 	const k = "GELUBackward"
-	if b.ok() && b.f32(k, "dinp", dinp, n) && b.f32(k, "inp", inp, n) && b.f32(k, "dout", dout, n) {
+	if !b.failed() && b.f32(k, "dinp", dinp, n) && b.f32(k, "inp", inp, n) && b.f32(k, "dout", dout, n) {
 		b.launch("gelu_backward", gridFor(n), dim3{X: 256}, 0, dinp, inp, dout, n)
 	}
 }
@@ -254,7 +255,7 @@ func (b *Backend) GELUBackward(dinp, inp, dout backend.Buffer, n int) {
 // ResidualForward implements backend.Backend (elementwise.cu).
 func (b *Backend) ResidualForward(out, x, y backend.Buffer, n int) {
 	const k = "ResidualForward"
-	if b.ok() && b.f32(k, "out", out, n) && b.f32(k, "a", x, n) && b.f32(k, "b", y, n) {
+	if !b.failed() && b.f32(k, "out", out, n) && b.f32(k, "a", x, n) && b.f32(k, "b", y, n) {
 		b.launch("residual_forward", gridFor(n), dim3{X: 256}, 0, out, x, y, n)
 	}
 }
@@ -262,7 +263,7 @@ func (b *Backend) ResidualForward(out, x, y backend.Buffer, n int) {
 // ResidualBackward implements backend.Backend (elementwise.cu).
 func (b *Backend) ResidualBackward(da, db, dout backend.Buffer, n int) {
 	const k = "ResidualBackward"
-	if b.ok() && b.f32(k, "da", da, n) && b.f32(k, "db", db, n) && b.f32(k, "dout", dout, n) {
+	if !b.failed() && b.f32(k, "da", da, n) && b.f32(k, "db", db, n) && b.f32(k, "dout", dout, n) {
 		b.launch("residual_backward", gridFor(n), dim3{X: 256}, 0, da, db, dout, n)
 	}
 }
@@ -275,10 +276,11 @@ func targetMessage(V int) func(row, id, kind int) string {
 }
 
 // CrossEntropyForward implements backend.Backend (crossentropy.cu): one block per row. A
-// target outside [0,V) (not IgnoreIndex) records an error (and gives a NaN loss).
+// target outside [0,V) (not IgnoreIndex) records an error (and gives a NaN loss); it waits for
+// the GPU (checkIDs).
 func (b *Backend) CrossEntropyForward(losses, probs, logits, targets backend.Buffer, N, V int) {
 	const k = "CrossEntropyForward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if !b.f32(k, "losses", losses, N) || !b.f32(k, "probs", probs, N*V) || !b.f32(k, "logits", logits, N*V) ||
@@ -294,10 +296,10 @@ func (b *Backend) CrossEntropyForward(losses, probs, logits, targets backend.Buf
 }
 
 // CrossEntropyBackward implements backend.Backend (crossentropy.cu): one block per row; a bad
-// target records an error (and gives a NaN row).
+// target records an error (and gives a NaN row); it waits for the GPU (checkIDs).
 func (b *Backend) CrossEntropyBackward(dlogits, probs, targets backend.Buffer, N, V int, scale float32) {
 	const k = "CrossEntropyBackward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if !b.f32(k, "dlogits", dlogits, N*V) || !b.f32(k, "probs", probs, N*V) || !b.i32(k, "targets", targets, N) || N <= 0 {
@@ -315,7 +317,7 @@ func (b *Backend) CrossEntropyBackward(dlogits, probs, targets backend.Buffer, N
 // computed here as the CPU reference computes them (float64 pow, rounded to float32).
 func (b *Backend) AdamWUpdate(params, grads, m, v backend.Buffer, n int, hp backend.AdamW) {
 	const k = "AdamWUpdate"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	if !b.f32(k, "params", params, n) || !b.f32(k, "grads", grads, n) || !b.f32(k, "m", m, n) || !b.f32(k, "v", v, n) {
@@ -336,7 +338,7 @@ func (b *Backend) AdamWUpdate(params, grads, m, v backend.Buffer, n int, hp back
 // each writing one float64 partial into a scratch; the second adds them in a fixed order.
 func (b *Backend) SumSquares(out, in backend.Buffer, n int) {
 	const k = "SumSquares"
-	if !b.ok() || !b.f32(k, "out", out, 1) || !b.f32(k, "in", in, n) || n <= 0 {
+	if b.failed() || !b.f32(k, "out", out, 1) || !b.f32(k, "in", in, n) || n <= 0 {
 		return
 	}
 	G := min(ceilDiv(n, 2048), 1024)

@@ -34,8 +34,8 @@ func (b *Backend) headBound(kernel string, C, NH int) (hs int, suffix string, ok
 // attentionScale is 1/sqrt(HS), rounded as the CPU reference rounds it.
 func attentionScale(hs int) float32 { return float32(1 / math.Sqrt(float64(hs))) }
 
-// batchHeads checks that B*NH fits a grid's Y dimension (65535), where the attention kernels
-// put it.
+// batchHeads checks that B*NH fits a grid's Y or Z dimension (at most 65535), where the
+// attention kernels put it.
 func (b *Backend) batchHeads(kernel string, B, NH int) bool {
 	if B*NH > 65535 {
 		b.failf(kernel, "B*NH=%d (batch %d, %d heads) is over the 65535 the kernels' grid holds", B*NH, B, NH)
@@ -49,7 +49,7 @@ func (b *Backend) batchHeads(kernel string, B, NH int) bool {
 // exp(score - lse), 0 above the diagonal.
 func (b *Backend) AttentionForward(out, att, qkv backend.Buffer, B, T, C, NH int) {
 	const k = "AttentionForward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	hs, d, ok := b.headBound(k, C, NH)
@@ -62,9 +62,9 @@ func (b *Backend) AttentionForward(out, att, qkv backend.Buffer, B, T, C, NH int
 		return
 	}
 	scale := attentionScale(hs)
-	b.launch("flash_forward_"+d, dim3{X: uint32(ceilDiv(T, 64)), Y: uint32(B * NH)}, dim3{X: 64}, 0,
+	b.launch("flash_forward_"+d, dim3{X: blocks(T, 64), Y: uint32(B * NH)}, dim3{X: 64}, 0,
 		out, lse, qkv, T, C, NH, scale)
-	tiles := uint32(ceilDiv(T, 32))
+	tiles := blocks(T, 32)
 	b.launch("attention_probs_"+d, dim3{X: tiles, Y: tiles, Z: uint32(B * NH)}, dim3{X: 32, Y: 8}, 0,
 		att, lse, qkv, T, C, NH, scale)
 	b.Free(lse)
@@ -77,7 +77,7 @@ func (b *Backend) AttentionForward(out, att, qkv backend.Buffer, B, T, C, NH int
 // query). Deterministic: no atomics.
 func (b *Backend) AttentionBackward(dqkv, dout, qkv, att backend.Buffer, B, T, C, NH int) {
 	const k = "AttentionBackward"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	hs, d, ok := b.headBound(k, C, NH)
@@ -90,7 +90,7 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, att backend.Buffer, B, T, C
 		return
 	}
 	scale := attentionScale(hs)
-	grid := dim3{X: uint32(ceilDiv(T, 64)), Y: uint32(B * NH)}
+	grid := dim3{X: blocks(T, 64), Y: uint32(B * NH)}
 	b.launch("attention_delta_att_"+d, grid, dim3{X: 64}, 0, delta, dout, qkv, att, T, C, NH)
 	b.launch("attention_backward_dkdv_"+d, grid, dim3{X: 64}, 0, dqkv, dout, qkv, att, nil, delta, T, C, NH, scale)
 	b.launch("attention_backward_dq_"+d, grid, dim3{X: 64}, 0, dqkv, dout, qkv, att, nil, delta, T, C, NH, scale)
@@ -113,7 +113,7 @@ const (
 // by cached_decode_combine from a float32 scratch.
 func (b *Backend) CachedAttention(out, qkv backend.Buffer, cache backend.KVCache, seqs []backend.CachedSeq, C, NH int) {
 	const k = "CachedAttention"
-	if !b.ok() {
+	if b.failed() {
 		return
 	}
 	hs, d, ok := b.headBound(k, C, NH)

@@ -3,24 +3,30 @@ package cuda
 import (
 	"bytes"
 	"fmt"
-	"os"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/modeld-dev/modeld/backend"
 )
 
 // TestKernelModules checks, without a GPU, that every .cu has its PTX, generated for compute_70
-// as PTX ISA 7.8, and that every kernel name the Go code launches is an entry of some module (a
-// misspelt name would otherwise show only on a GPU, as "unknown kernel").
+// as PTX ISA 7.8, and that every launch in the Go code names an entry of some module with as
+// many arguments as the entry has parameters, and that every entry is launched (a misspelt
+// name or a missing argument would otherwise show only on a GPU, as "unknown kernel" or a
+// kernel reading garbage).
 func TestKernelModules(t *testing.T) {
 	mods := kernelModules()
 	if len(mods) == 0 {
 		t.Fatal("no kernel modules embedded")
 	}
-	entries := map[string]string{}
-	entry := regexp.MustCompile(`\.visible \.entry (\w+)\(`)
+	params := map[string]int{} // entry -> number of parameters
+	module := map[string]string{}
+	entry := regexp.MustCompile(`\.visible \.entry (\w+)\(([^)]*)\)`)
 	for _, m := range mods {
 		if len(m.CU) == 0 || len(m.PTX) == 0 {
 			t.Errorf("module %s: %d bytes of CUDA, %d of PTX", m.Name, len(m.CU), len(m.PTX))
@@ -32,38 +38,66 @@ func TestKernelModules(t *testing.T) {
 		}
 		for _, e := range entry.FindAllSubmatch(m.PTX, -1) {
 			name := string(e[1])
-			if other, dup := entries[name]; dup {
+			if other, dup := module[name]; dup {
 				t.Errorf("kernel %s is in both %s and %s", name, other, m.Name)
 			}
-			entries[name] = m.Name
+			module[name] = m.Name
+			params[name] = bytes.Count(e[2], []byte(".param "))
 		}
 	}
-	launched := regexp.MustCompile(`launch\("(\w+)"(\+d)?,`)
-	var names []string
-	for _, file := range []string{"kernels.go", "kernels_attention.go", "flash.go", "cuda.go", "cublas.go"} {
-		src, err := os.ReadFile(file)
-		if os.IsNotExist(err) {
-			continue
-		}
+	launched := map[string]bool{}
+	fset := token.NewFileSet()
+	for _, file := range []string{"kernels.go", "kernels_attention.go", "flash.go", "cuda.go"} {
+		f, err := parser.ParseFile(fset, file, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range launched.FindAllSubmatch(src, -1) {
-			if len(m[2]) == 0 {
-				names = append(names, string(m[1]))
-				continue
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
 			}
-			for _, d := range []string{"32", "64"} { // headBound's suffixes
-				names = append(names, string(m[1])+d)
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "launch" || len(call.Args) < 4 {
+				return true
 			}
-		}
+			// b.launch(kernel, grid, block, sharedBytes, args...): kernel is "name" or
+			// "name_"+d, d one of headBound's suffixes.
+			var names []string
+			switch k := call.Args[0].(type) {
+			case *ast.BasicLit:
+				names = []string{strings.Trim(k.Value, `"`)}
+			case *ast.BinaryExpr:
+				lit, ok := k.X.(*ast.BasicLit)
+				if !ok {
+					t.Fatalf("%s: kernel name %T", fset.Position(call.Pos()), k.X)
+				}
+				for _, d := range []string{"32", "64"} {
+					names = append(names, strings.Trim(lit.Value, `"`)+d)
+				}
+			default:
+				t.Fatalf("%s: kernel name %T, want a string literal", fset.Position(call.Pos()), k)
+			}
+			for _, name := range names {
+				launched[name] = true
+				want, ok := params[name]
+				switch {
+				case !ok:
+					t.Errorf("%s: the Go code launches %q, which no module defines", fset.Position(call.Pos()), name)
+				case len(call.Args)-4 != want:
+					t.Errorf("%s: %s launched with %d arguments, its entry has %d parameters",
+						fset.Position(call.Pos()), name, len(call.Args)-4, want)
+				}
+			}
+			return true
+		})
 	}
-	if len(names) < 20 {
-		t.Fatalf("found only %d launches in the Go sources: %v", len(names), names)
+	if len(launched) < 20 {
+		t.Fatalf("found only %d kernels launched in the Go sources: %v", len(launched), launched)
 	}
-	for _, n := range names {
-		if _, ok := entries[n]; !ok {
-			t.Errorf("the Go code launches %q, which no module defines", n)
+	for name := range params {
+		if !launched[name] {
+			t.Errorf("kernel %s (%s.cu) is never launched", name, module[name])
 		}
 	}
 }

@@ -18,6 +18,9 @@
 //
 // Every workload line also carries self_cpu_util, others_cpu_pct and contended, computed from
 // /proc/stat as torch_gpt2.py does: on a shared machine, figures from a contended line mean little.
+//
+// The CPU backend runs on GOMAXPROCS cores (all of them by default); set GOMAXPROCS to
+// torch_gpt2.py's --threads to compare like with like, as scripts/bench-vs-torch does.
 package main
 
 import (
@@ -33,7 +36,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,18 +130,21 @@ func main() {
 func run(ctx context.Context, o options, w io.Writer) error {
 	b, _, err := backend.Open(o.backend)
 	if err != nil {
-		return err
+		return err // names the backend
 	}
 	defer b.Close()
+	if _, ok := b.(backend.BF16Weights); !ok && o.weights == "bf16" {
+		return fmt.Errorf("--weights bf16: backend %s does not offer bf16 weights", b.Name())
+	}
 	cfg := configs[o.config]
 	t0 := time.Now()
 	m, err := model.New(b, cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("build the %s model: %w", o.config, err)
 	}
 	defer m.Close()
 	if err := m.Init(ctx, o.seed); err != nil {
-		return err
+		return fmt.Errorf("initialise the weights: %w", err)
 	}
 	enc := json.NewEncoder(w)
 	env := obj{
@@ -155,9 +160,6 @@ func run(ctx context.Context, o options, w io.Writer) error {
 	if b.Name() == "cpu" {
 		mk, bk := cpu.KernelSets()
 		env["matmul_kernels"], env["bf16_kernels"] = mk, bk
-	}
-	if _, ok := b.(backend.BF16Weights); !ok && o.weights == "bf16" {
-		return fmt.Errorf("--weights bf16: backend %s does not offer bf16 weights", b.Name())
 	}
 	if err := enc.Encode(env); err != nil {
 		return err
@@ -213,8 +215,7 @@ func randomTokens(rng *rand.Rand, vocab, n int) []int32 {
 
 // stats returns the median, minimum and maximum of ts, in seconds.
 func stats(ts []float64) (med, lo, hi float64) {
-	s := slices.Clone(ts)
-	sort.Float64s(s)
+	s := slices.Sorted(slices.Values(ts))
 	n := len(s)
 	med = s[n/2]
 	if n%2 == 0 {

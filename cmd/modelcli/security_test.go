@@ -1,10 +1,7 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 
@@ -25,17 +22,7 @@ import (
 func TestConnectionFlags(t *testing.T) {
 	certs, other := testcerts.New(t), testcerts.New(t)
 	const token = "cli-token-0123456789abcdef"
-	pair, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(certs.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert})
+	creds := credentials.NewTLS(certs.ServerConfig(t, true))
 
 	log := slog.New(slog.DiscardHandler)
 	reg, err := registry.New(registry.Options{Dir: oracletest.ModelsDir(t), Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Engine: engine.Config{}, Log: log})

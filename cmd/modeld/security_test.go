@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
 	"net"
 	"os"
@@ -56,21 +54,7 @@ func serve(t *testing.T, args ...string) string {
 // cert/key if given.
 func clientTLS(t *testing.T, ca, cert, key string) credentials.TransportCredentials {
 	t.Helper()
-	pem, err := os.ReadFile(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: pool}
-	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return credentials.NewTLS(cfg)
+	return credentials.NewTLS(testcerts.ClientConfig(t, ca, cert, key))
 }
 
 // listModels calls ModelService.ListModels on addr with creds and returns the status code.
@@ -229,13 +213,20 @@ func TestSecurityFlags(t *testing.T) {
 	if d.maxMessageBytes != 4<<20 || d.maxConcurrentStreams != 1024 || d.keepaliveTime.Seconds() != 30 || d.logPayloads {
 		t.Errorf("defaults %+v", d)
 	}
-	for _, args := range [][]string{{"--tls-cert", "x.pem"}, {"--tls-client-ca", "ca.pem"}, {"--max-concurrent-streams", "4294967296"}} {
-		c, err := parseFlags(args)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", "x.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--tls-client-ca", "ca.pem"}, "--tls-client-ca needs both"},
+		{[]string{"--max-concurrent-streams", "4294967296"}, "--max-concurrent-streams 4294967296: at most 4294967295"},
+	} {
+		c, err := parseFlags(tc.args)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := transportOptions(c); err == nil {
-			t.Errorf("%v: no error", args)
+		if _, err := transportOptions(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.args, err, tc.want)
 		}
 	}
 }

@@ -43,6 +43,18 @@ const (
 	Differs
 )
 
+func (s Status) String() string {
+	switch s {
+	case Installed:
+		return "installed"
+	case Current:
+		return "current"
+	case Differs:
+		return "differs"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
 // Install writes the built-in model into modelsDir/Name unless a folder of that name exists,
 // through a temporary folder renamed into place. It never overwrites: an existing folder whose
 // files differ from the embedded ones is reported as Differs, so the caller can say how to get

@@ -53,26 +53,32 @@ type Config struct {
 	// KVCacheBytes is the memory of the KV cache, in bytes [enough for MaxRunning sequences of
 	// the model's full context, at most 1 GiB].
 	KVCacheBytes int64
-	// Observer is told of each request's admission, tokens and finish, for metrics; nil
-	// observes nothing.
+	// Observer is told of each request's admission, each sampled token and each sequence's
+	// finish, for metrics; nil observes nothing.
 	Observer Observer
 }
 
-// Observer receives the events of an engine's requests, for metrics. Its methods run on the
-// engine's loop goroutine, between the steps of the batch: they must return at once, without
-// blocking or calling the engine. A request with n sequences is admitted once and has n first
-// tokens and n finishes (vLLM counts each of the n as a request of its own).
+// Observer receives the events of an engine's requests, for metrics (internal/metrics turns
+// them into vLLM's serving metrics). Its methods run on the engine's loop goroutine, between the
+// steps of the batch: they must return at once, without blocking or calling the engine, and
+// they are called once per generated token, so they should not allocate. A request with n
+// sequences is admitted once and has n first tokens and n finishes (vLLM counts each of the n
+// as a request of its own).
 type Observer interface {
-	// Admitted is called when a request joins the batch, after waiting queue since Submit;
-	// promptTokens is the length of its prompt, prefilled once for its n sequences.
+	// Admitted is called when a request joins the batch. queue is its queue time, from Submit
+	// to admission (vLLM's request_queue_time_seconds); promptTokens is the length of its
+	// prompt in tokens, prefilled once for its n sequences.
 	Admitted(queue time.Duration, promptTokens int)
-	// FirstToken is called when a sequence generates its first token, ttft after Submit.
+	// FirstToken is called when a sequence samples its first token; ttft is its time to first
+	// token (TTFT), from Submit.
 	FirstToken(ttft time.Duration)
-	// NextToken is called for every later token of a sequence, itl after its previous token.
+	// NextToken is called for every later token of a sequence; itl is the inter-token latency,
+	// from the sequence's previous token.
 	NextToken(itl time.Duration)
-	// Finished is called once per sequence that ends with a reason (stop, length or
-	// cancelled). Requests cancelled before admission, and sequences ended by ErrClosed or a
-	// failed step, have no finish and are not reported.
+	// Finished is called once per sequence that ends with a finish reason (stop, length or
+	// cancelled), with its token counts, TTFT and end-to-end latency (Finish.Total). Requests
+	// cancelled before admission, and sequences ended by ErrClosed or a failed step, have no
+	// finish and are not reported.
 	Finished(f Finish)
 }
 

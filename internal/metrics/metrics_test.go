@@ -307,10 +307,17 @@ func TestTrainingMetrics(t *testing.T) {
 // TestObserverDoesNotAllocate checks the per-token path: bound series, no allocation.
 func TestObserverDoesNotAllocate(t *testing.T) {
 	o := metrics.New().EngineObserver("tiny")
-	if n := testing.AllocsPerRun(100, func() { o.NextToken(20 * time.Millisecond) }); n != 0 {
-		t.Errorf("NextToken allocates %v times", n)
+	for name, f := range map[string]func(){
+		"Admitted":   func() { o.Admitted(5*time.Millisecond, 7) },
+		"FirstToken": func() { o.FirstToken(50 * time.Millisecond) },
+		"NextToken":  func() { o.NextToken(20 * time.Millisecond) },
+		"Finished":   func() { o.Finished(engine.Finish{Reason: engine.FinishStop, Total: time.Second}) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s allocates %v times", name, n)
+		}
 	}
-	if n := testing.AllocsPerRun(100, func() { o.Finished(engine.Finish{Reason: engine.FinishStop, Total: time.Second}) }); n != 0 {
-		t.Errorf("Finished allocates %v times", n)
+	if n := testing.AllocsPerRun(100, func() { o.Finished(engine.Finish{Reason: engine.FinishCancelled, Total: time.Second}) }); n != 0 {
+		t.Errorf("Finished(cancelled) allocates %v times", n)
 	}
 }

@@ -80,10 +80,17 @@ type secured struct {
 // debug level into logs.
 func startWith(t *testing.T, opt server.Options) secured {
 	t.Helper()
+	return serveOracle(t, opt, engine.Config{})
+}
+
+// serveOracle is startWith with the engines configured by cfg; every test server of this
+// package starts here.
+func serveOracle(t *testing.T, opt server.Options, cfg engine.Config) secured {
+	t.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dir := oracletest.ModelsDir(t)
-	reg, err := registry.New(registry.Options{Dir: dir, Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Engine: engine.Config{}, Log: log})
+	reg, err := registry.New(registry.Options{Dir: dir, Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Engine: cfg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,8 +501,6 @@ func TestPathTraversal(t *testing.T) {
 	}
 }
 
-// TestRequestLimits checks the per-request limits of the --max-prompt-tokens and
-// --max-new-tokens flags at and one above each limit.
 // TestDefaultMaxNewTokensAtContext checks the default max_new_tokens near the context's end: what
 // the context leaves, and for a prompt that fills it the error that names the context (not a
 // max_new_tokens the client never sent).
@@ -518,6 +523,8 @@ func TestDefaultMaxNewTokensAtContext(t *testing.T) {
 	}
 }
 
+// TestRequestLimits checks the per-request limits of Options.MaxPromptTokens and MaxNewTokens
+// (the --max-prompt-tokens and --max-new-tokens flags) at and one above each limit.
 func TestRequestLimits(t *testing.T) {
 	s := startWith(t, server.Options{MaxPromptTokens: 4, MaxNewTokens: 3})
 	gen := modeldv1.NewGenerateServiceClient(s.conn)

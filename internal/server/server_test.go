@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,20 +15,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/modeld-dev/modeld/backend"
-	"github.com/modeld-dev/modeld/backend/cpu"
 	"github.com/modeld-dev/modeld/internal/engine"
-	"github.com/modeld-dev/modeld/internal/oracletest"
-	"github.com/modeld-dev/modeld/internal/registry"
 	"github.com/modeld-dev/modeld/internal/server"
-	"github.com/modeld-dev/modeld/internal/train"
 	modeldv1 "github.com/modeld-dev/modeld/proto/modeld/v1"
 	"github.com/modeld-dev/modeld/tokenizer"
 )
@@ -51,43 +42,12 @@ type client struct {
 
 func start(t *testing.T, cfg engine.Config) client {
 	t.Helper()
-	dir := oracletest.ModelsDir(t)
-	log := slog.New(slog.DiscardHandler)
-	reg, err := registry.New(registry.Options{Dir: dir, Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Engine: cfg, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs, err := train.Open(train.Options{DataDir: filepath.Join(t.TempDir(), "data"), Registry: reg,
-		Backend: func() (backend.Backend, error) { return cpu.New(), nil }, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(server.Options{Registry: reg, Train: jobs, DefaultModel: "tiny", Log: log})
-	g := srv.GRPCServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		g.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		jobs.Close()
-		reg.Close()
-	})
+	s := serveOracle(t, server.Options{}, cfg)
 	tok, err := tokenizer.Load(os.DirFS(filepath.Join(oracle, "hf")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return client{modeldv1.NewTrainServiceClient(conn), modeldv1.NewGenerateServiceClient(conn), modeldv1.NewModelServiceClient(conn), healthpb.NewHealthClient(conn), tok}
+	return client{modeldv1.NewTrainServiceClient(s.conn), modeldv1.NewGenerateServiceClient(s.conn), modeldv1.NewModelServiceClient(s.conn), healthpb.NewHealthClient(s.conn), tok}
 }
 
 // result is one sequence of a Generate call.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -75,13 +76,13 @@ func TestStartFromEnvironment(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		env     map[string]string
-		wantErr bool
+		wantErr string // "" for none
 	}{
-		{"otlp http", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, false},
-		{"otlp grpc", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, false},
-		{"console and otlp", map[string]string{"OTEL_TRACES_EXPORTER": "console, otlp"}, false},
-		{"otlp json", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, true},
-		{"unknown exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, true},
+		{"otlp http", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, ""},
+		{"otlp grpc", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ""},
+		{"console and otlp", map[string]string{"OTEL_TRACES_EXPORTER": "console, otlp"}, ""},
+		{"otlp json", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, `OTLP protocol "http/json"`},
+		{"unknown exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, `OTEL_TRACES_EXPORTER "zipkin"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			unsetOTEL(t)
@@ -90,14 +91,18 @@ func TestStartFromEnvironment(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			tr, err := telemetry.Start(t.Context(), slog.New(slog.DiscardHandler))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("Start() error = %v, want error %v", err, tc.wantErr)
-			}
-			if err == nil {
-				// Nothing was traced, so shutting down exports nothing and needs no collector.
-				if err := tr.Shutdown(t.Context()); err != nil {
-					t.Errorf("Shutdown: %v", err)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Start() error = %v, want one naming %s", err, tc.wantErr)
 				}
+				return
+			}
+			if err != nil || tr == nil {
+				t.Fatalf("Start() = %v, %v; want tracing", tr, err)
+			}
+			// Nothing was traced, so shutting down exports nothing and needs no collector.
+			if err := tr.Shutdown(t.Context()); err != nil {
+				t.Errorf("Shutdown: %v", err)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -88,4 +89,48 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ServerConfig returns the TLS configuration of a server presenting f's server certificate and,
+// with clientCerts, requiring client certificates signed by f's CA (mutual TLS).
+func (f Files) ServerConfig(t testing.TB, clientCerts bool) *tls.Config {
+	t.Helper()
+	cfg := &tls.Config{Certificates: []tls.Certificate{keyPair(t, f.ServerCert, f.ServerKey)}}
+	if clientCerts {
+		cfg.ClientCAs, cfg.ClientAuth = pool(t, f.CA), tls.RequireAndVerifyClientCert
+	}
+	return cfg
+}
+
+// ClientConfig returns the TLS configuration of a client trusting the CA file ca and, when cert
+// is not "", presenting the certificate cert with its key (files of New, possibly of two CAs).
+func ClientConfig(t testing.TB, ca, cert, key string) *tls.Config {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: pool(t, ca)}
+	if cert != "" {
+		cfg.Certificates = []tls.Certificate{keyPair(t, cert, key)}
+	}
+	return cfg
+}
+
+func keyPair(t testing.TB, cert, key string) tls.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+func pool(t testing.TB, ca string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s: no PEM certificate", ca)
+	}
+	return p
 }

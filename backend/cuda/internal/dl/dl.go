@@ -43,13 +43,22 @@ func SearchDirs() []string {
 	cuda, _ := filepath.Glob("/usr/local/cuda*/lib64")
 	sort.Sort(sort.Reverse(sort.StringSlice(cuda))) // newest toolkit first
 	dirs = append(dirs, cuda...)
-	for _, pattern := range []string{
+	patterns := []string{
 		"/usr/lib/python3*/site-packages/nvidia/*/lib",
 		"/usr/local/lib/python3*/dist-packages/nvidia/*/lib",
 		"/usr/local/lib/python3*/site-packages/nvidia/*/lib",
-		filepath.Join(os.Getenv("HOME"), ".local/lib/python3*/site-packages/nvidia/*/lib"),
-		filepath.Join(os.Getenv("VIRTUAL_ENV"), "lib/python3*/site-packages/nvidia/*/lib"),
+	}
+	// An unset HOME or VIRTUAL_ENV adds nothing: joined with "", the pattern would be relative
+	// and load libraries from the working folder.
+	for _, p := range []struct{ env, rel string }{
+		{"HOME", ".local/lib/python3*/site-packages/nvidia/*/lib"},
+		{"VIRTUAL_ENV", "lib/python3*/site-packages/nvidia/*/lib"},
 	} {
+		if h := os.Getenv(p.env); h != "" {
+			patterns = append(patterns, filepath.Join(h, p.rel))
+		}
+	}
+	for _, pattern := range patterns {
 		m, _ := filepath.Glob(pattern)
 		dirs = append(dirs, m...)
 	}
@@ -62,8 +71,9 @@ func SearchDirs() []string {
 // lists what was tried.
 func Open(names ...string) (*Lib, error) {
 	var tried []string
+	dirs := SearchDirs()
 	for _, name := range names {
-		for _, dir := range SearchDirs() {
+		for _, dir := range dirs {
 			p := filepath.Join(dir, name)
 			if _, err := os.Stat(p); err != nil {
 				continue

@@ -2,6 +2,9 @@ package dl
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -30,5 +33,29 @@ func TestBindMissingSymbol(t *testing.T) {
 	}
 	if !l.Has("strlen") || l.Has("modeld_no_such_symbol") {
 		t.Fatal("Has disagrees with the symbol table")
+	}
+}
+
+// TestSearchDirsUnsetEnv checks that an unset HOME or VIRTUAL_ENV adds no relative folder, which
+// would make Open load libraries from the working folder.
+func TestSearchDirsUnsetEnv(t *testing.T) {
+	dir := t.TempDir()
+	for _, rel := range []string{".local/lib/python3.9/site-packages/nvidia/cublas/lib", "lib/python3.9/site-packages/nvidia/cublas/lib"} {
+		if err := os.MkdirAll(filepath.Join(dir, rel), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	t.Setenv("HOME", "")
+	t.Setenv("VIRTUAL_ENV", "")
+	t.Setenv("LD_LIBRARY_PATH", "")
+	for _, d := range SearchDirs() {
+		if !filepath.IsAbs(d) {
+			t.Errorf("SearchDirs() has the relative folder %q", d)
+		}
+	}
+	t.Setenv("VIRTUAL_ENV", dir)
+	if want := filepath.Join(dir, "lib/python3.9/site-packages/nvidia/cublas/lib"); !slices.Contains(SearchDirs(), want) {
+		t.Errorf("SearchDirs() = %v, want it to hold %s", SearchDirs(), want)
 	}
 }

@@ -167,18 +167,19 @@ func compile(src []byte, name string, opts []string, cubin bool) ([]byte, error)
 	}
 	defer a.destroyProgram(&prog)
 
-	// The options as a C array of C strings. The Go GC does not move heap objects, and the
-	// KeepAlive calls below hold them until nvrtcCompileProgram returns.
+	// The options as a C array of C strings: Go memory that C reads, holding pointers to Go
+	// memory, so the strings are pinned for the call (the cgo rules, which purego follows), as
+	// the backend's kernel launch pins its parameters.
+	var pin runtime.Pinner
 	copts := make([][]byte, len(opts))
 	ptrs := make([]*byte, len(opts)+1)
 	for i, o := range opts {
 		copts[i] = cstr(o)
 		ptrs[i] = &copts[i][0]
+		pin.Pin(ptrs[i])
 	}
 	r := a.compileProgram(prog, int32(len(opts)), unsafe.Pointer(&ptrs[0]))
-	runtime.KeepAlive(copts)
-	runtime.KeepAlive(ptrs)
-	runtime.KeepAlive(csrc)
+	pin.Unpin()
 	if r != 0 {
 		return nil, fmt.Errorf("%s: %w\n%s", name, a.err("nvrtcCompileProgram", r), a.log(prog))
 	}
